@@ -1,0 +1,178 @@
+"""The experiment config: one YAML file, validated up front.
+
+Every model forbids unknown keys, so a typo is an error that names the key and lists the
+keys allowed there; a bad value names the key and the values allowed. Relative paths are
+relative to the working directory the command runs in (the repository root for
+`ray job submit --working-dir .`).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipelines.ingest.mathematics import ALL_MODULES, DEFAULT_MODULES, DIFFICULTY_LEVELS
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+FORMATS = ("auto", "openai", "sharegpt", "alpaca", "gsm8k", "math", "qa", "cft")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the file and the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileSource(Strict):
+    kind: Literal["files"]
+    name: str = Field(pattern=NAME_PATTERN)
+    paths: list[str] = Field(min_length=1)  # files, folders, globs (** too), s3:// or gs:// URIs
+    format: Literal[FORMATS] = "auto"  # type: ignore[valid-type]
+    hf_splits: list[str] | None = None  # splits of a DatasetDict saved with save_to_disk
+    optional: bool = False  # when the paths match nothing: skip the source instead of failing
+
+
+class MathematicsSource(Strict):
+    kind: Literal["mathematics"]
+    name: str = Field(default="mathematics", pattern=NAME_PATTERN)
+    rows: int = Field(gt=0)
+    seed: int = 0
+    modules: tuple[str, ...] = DEFAULT_MODULES
+    difficulty: Literal[tuple(DIFFICULTY_LEVELS)] = "any"  # type: ignore[valid-type]
+    split: Literal["train", "heldout"] = "train"
+    heldout_fraction: float = Field(default=0.05, gt=0, le=0.5)
+
+    @field_validator("modules")
+    @classmethod
+    def _known_modules(cls, modules: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in modules if m not in ALL_MODULES]
+        if unknown or not modules:
+            raise ValueError(f"unknown modules {unknown}; allowed: {', '.join(ALL_MODULES)}")
+        return modules
+
+
+Source = Annotated[FileSource | MathematicsSource, Field(discriminator="kind")]
+
+
+class IngestConfig(Strict):
+    sources: list[Source] = Field(min_length=1)
+    max_text_chars: int = Field(default=100_000, gt=0)  # a longer conversation is rejected
+    rows_per_unit: int = Field(default=10_000, gt=0)  # generated rows per resumable unit
+    bucket_bytes: int = Field(default=64 * 2**20, gt=0)  # input bytes per dedupe bucket
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [source.name for source in self.sources]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"source names must be unique; repeated: {repeated}")
+        return self
+
+
+class RayConfig(Strict):
+    address: str | None = None  # None: RAY_ADDRESS if set (inside `ray job submit`), else embedded
+    num_cpus: int | None = Field(default=None, gt=0)  # logical CPUs of the embedded Ray
+
+
+class ExperimentConfig(Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    run_dir: str  # local path or object-store URI
+    ray: RayConfig = RayConfig()
+    ingest: IngestConfig
+
+
+def load(path: str | Path, run_dir: str | None = None) -> ExperimentConfig:
+    """Read and validate a YAML config; `run_dir` overrides the config's."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    if run_dir is not None:
+        document["run_dir"] = run_dir
+    try:
+        return ExperimentConfig.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: invalid config\n" + explain(error)) from None
+
+
+def explain(error: ValidationError) -> str:
+    """One line per problem: the dotted key, what is wrong, and what is allowed."""
+    lines = []
+    for problem in error.errors():
+        key, model = _walk(problem["loc"])
+        kind = problem["type"]
+        if kind == "extra_forbidden":
+            allowed = ", ".join(model.model_fields) if model else "?"
+            lines.append(f"  {key}: unknown key; allowed here: {allowed}")
+        elif kind == "missing":
+            lines.append(f"  {key}: required key is missing")
+        elif kind == "union_tag_invalid":
+            got, tags = problem["ctx"]["tag"], problem["ctx"]["expected_tags"]
+            lines.append(f"  {key}.kind: {got!r} is not allowed; allowed: {tags}")
+        elif kind == "union_tag_not_found":
+            lines.append(f"  {key}.kind: required key is missing; allowed: 'files', 'mathematics'")
+        else:
+            lines.append(f"  {key}: {problem['msg']} (got {problem.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _walk(loc: tuple) -> tuple[str, type[BaseModel] | None]:
+    """Dotted key for a pydantic error location, and the model that holds its last key."""
+    key, annotation, owner = "", ExperimentConfig, None
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+            annotation = _item_type(annotation)
+            continue
+        members = _union_members(annotation)
+        tagged = [m for m in members if _kind_of(m) == part]
+        if tagged:  # pydantic puts a tagged union's tag into the location: skip it
+            annotation = tagged[0]
+            continue
+        owner = next((m for m in members if _is_model(m)), None)
+        key += f".{part}" if key else str(part)
+        field = owner.model_fields.get(part) if owner else None
+        annotation = field.annotation if field else None
+    return key or "(top level)", owner
+
+
+def _is_model(candidate) -> bool:
+    return isinstance(candidate, type) and issubclass(candidate, BaseModel)
+
+
+def _union_members(annotation) -> list:
+    if annotation is None:
+        return []
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _union_members(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in _union_members(arg)]
+    return [annotation]
+
+
+def _item_type(annotation):
+    for member in _union_members(annotation):
+        args = typing.get_args(member)
+        if typing.get_origin(member) in (list, tuple) and args:
+            return args[0]
+    return None
+
+
+def _kind_of(member) -> str | None:
+    if not _is_model(member) or "kind" not in member.model_fields:
+        return None
+    args = typing.get_args(member.model_fields["kind"].annotation)
+    return args[0] if len(args) == 1 else None

@@ -1,0 +1,1 @@
+"""Critique Fine-Tuning data: prompts, candidates, critiques and CFT examples."""

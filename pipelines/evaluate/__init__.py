@@ -1,0 +1,1 @@
+"""Evaluation: answer extraction and grading (more arrives with the evaluate stage)."""

@@ -1,0 +1,137 @@
+"""Ingest's plan: which units of work make the pool, and how many dedupe buckets.
+
+A unit is one input file, or one block of generated rows. The plan is a pure function of
+the config and of the input files' names, sizes and modification times, so a resumed run
+sees the same units under the same keys.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+
+from pipelines import storage
+from pipelines.config import FileSource, IngestConfig, MathematicsSource
+from pipelines.ingest import adapters, readers
+
+GENERATED_ROW_BYTES = 200  # a generated math row's size, for sizing buckets
+MAX_BUCKETS = 4096
+
+
+@dataclass(frozen=True)
+class Unit:
+    index: int
+    source: str
+    kind: str  # "file" or "mathematics"
+    location: str = ""
+    container: str = ""
+    format: str = ""
+    start: int = 0
+    stop: int = 0
+    generator: str = ""  # the mathematics source's settings, JSON
+
+    @property
+    def key(self) -> str:
+        return f"u-{self.index:06d}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Unit:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class Plan:
+    units: list[Unit]
+    buckets: int
+    inputs: list  # [location, size, mtime_ns] per input file
+    missing_sources: list[str]  # optional sources whose paths matched nothing
+
+
+class InputError(ValueError):
+    pass
+
+
+def make_plan(config: IngestConfig) -> Plan:
+    units, inputs, missing, total_bytes = [], [], [], 0
+    for source in config.sources:
+        if isinstance(source, MathematicsSource):
+            units += _generated_units(source, config.rows_per_unit, len(units))
+            total_bytes += source.rows * GENERATED_ROW_BYTES
+            continue
+        files = _data_files(source)
+        if not files:
+            if source.optional:
+                missing.append(source.name)
+                continue
+            raise InputError(f"source {source.name!r}: {source.paths} matched no data files")
+        for location, container, info in files:
+            fmt = source.format
+            if fmt == "auto":
+                fmt = adapters.detect(readers.columns(location, container), location)
+            units.append(Unit(len(units), source.name, "file", location, container, fmt))
+            inputs.append([location, info.size, info.mtime_ns])
+            total_bytes += info.size or 0
+    buckets = min(MAX_BUCKETS, max(1, math.ceil(total_bytes / config.bucket_bytes)))
+    return Plan(units=units, buckets=buckets, inputs=inputs, missing_sources=missing)
+
+
+def _generated_units(source: MathematicsSource, rows_per_unit: int, first_index: int) -> list[Unit]:
+    settings = json.dumps(source.model_dump(mode="json"), sort_keys=True)
+    starts = range(0, source.rows, rows_per_unit)
+    return [
+        Unit(
+            first_index + n,
+            source.name,
+            "mathematics",
+            start=start,
+            stop=min(start + rows_per_unit, source.rows),
+            generator=settings,
+        )
+        for n, start in enumerate(starts)
+    ]
+
+
+def _data_files(source: FileSource) -> list[tuple[str, str, object]]:
+    """(location, container, FileInfo) for every data file the source names, sorted."""
+    found: dict[str, tuple[str, str, object]] = {}
+    for pattern in source.paths:
+        hf_files = _hf_dataset_files(pattern, source.hf_splits)
+        if hf_files is not None:
+            for location, info in hf_files:
+                found[location] = (location, "arrow", info)
+            continue
+        names_one_file = not storage.GLOB_CHARS.search(pattern) and not storage.is_dir(pattern)
+        for info in storage.file_infos(pattern):
+            location = storage.to_location(pattern, info.path)
+            container = readers.container_of(location)
+            if container is not None:
+                found[location] = (location, container, info)
+            elif names_one_file:  # folders and globs skip what is not data (READMEs, ...)
+                known = ", ".join(readers.CONTAINERS)
+                raise InputError(f"source {source.name!r}: {location} is not a data file ({known}, compressed too)")
+    return [found[key] for key in sorted(found)]
+
+
+def _hf_dataset_files(location: str, splits: list[str] | None):
+    """The Arrow files of a folder saved by `datasets` (Dataset or DatasetDict), else None."""
+    if storage.GLOB_CHARS.search(location) or not storage.is_dir(location):
+        return None
+    if storage.exists(storage.join(location, "dataset_dict.json")):
+        available = storage.read_json(storage.join(location, "dataset_dict.json"))["splits"]
+        unknown = sorted(set(splits or []) - set(available))
+        if unknown:
+            raise InputError(f"{location}: no splits {unknown}; the dataset has {available}")
+        return [f for split in (splits or available) for f in _hf_split_files(storage.join(location, split))]
+    if storage.exists(storage.join(location, "state.json")):
+        return _hf_split_files(location)
+    return None
+
+
+def _hf_split_files(folder: str):
+    state = storage.read_json(storage.join(folder, "state.json"))
+    locations = [storage.join(folder, entry["filename"]) for entry in state["_data_files"]]
+    return [(loc, storage.file_infos(loc)[0]) for loc in locations]

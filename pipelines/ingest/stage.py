@@ -1,0 +1,130 @@
+"""The ingest stage: plan, map units, reduce buckets, reconcile counts, commit."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import schemas
+from pipelines import runs, storage
+from pipelines.config import ExperimentConfig
+from pipelines.ingest import dedupe, units
+from pipelines.ingest.plan import Plan, Unit, make_plan
+from pipelines.progress import StageProgress, note
+from pipelines.ray_runtime import ensure_ray
+
+STAGE_VERSION = 1  # bump when a change alters what ingest writes for the same input
+
+
+class ReconcileError(RuntimeError):
+    pass
+
+
+def run(config: ExperimentConfig) -> dict:
+    """Run (or skip, or resume) ingest for `config`; returns the stage manifest."""
+    plan = make_plan(config.ingest)
+    for name in plan.missing_sources:
+        note(f"ingest: optional source {name!r} matched no files; skipped")
+    identity = runs.stage_identity(
+        "ingest", config.ingest.model_dump(mode="json"), {"files": plan.inputs}, STAGE_VERSION
+    )
+    stage = runs.StageRun(config.run_dir, "ingest", "pool", identity)
+    if (manifest := stage.finished()) is not None:
+        note(f"ingest: up to date in {stage.table_location('pool')}; skipped")
+        return manifest
+    resumed = stage.open_work()
+    ensure_ray(config.ray)
+    unit_stats = _map_units(stage, plan, config.ingest.max_text_chars)
+    bucket_stats = _reduce_buckets(stage, plan)
+    return _commit(stage, plan, unit_stats, bucket_stats, resumed)
+
+
+def _map_units(stage: runs.StageRun, plan: Plan, max_chars: int) -> list[dict]:
+    finished = {u.key: stage.unit_done(u.key) for u in plan.units}
+    pending = [u for u in plan.units if finished[u.key] is None]
+    stats = [{**s, "reused": True} for s in finished.values() if s is not None]
+    items = [{"unit": u.to_json()} for u in pending]
+    settings = {"work_dir": stage.work_dir, "buckets": plan.buckets, "max_chars": max_chars}
+    with StageProgress("ingest", len(plan.units), "units read") as progress:
+        progress.advance(len(stats), "(resumed)" if stats else "")
+        for result in _ray_map(items, _map_batch, settings):
+            stats.append(result)
+            rows = sum(s["rows_read"] for s in stats)
+            progress.advance(1, f"{rows:,} rows")
+    return stats
+
+
+def _reduce_buckets(stage: runs.StageRun, plan: Plan) -> list[dict]:
+    keys = [dedupe.bucket_key(b) for b in range(plan.buckets)]
+    finished = {key: stage.unit_done(key) for key in keys}
+    stats = [{**s, "reused": True} for s in finished.values() if s is not None]
+    items = [{"bucket": b} for b, key in enumerate(keys) if finished[key] is None]
+    with StageProgress("ingest", plan.buckets, "buckets deduplicated") as progress:
+        progress.advance(len(stats))
+        for result in _ray_map(items, _reduce_batch, {"work_dir": stage.work_dir}):
+            stats.append(result)
+            progress.advance(1)
+    return stats
+
+
+def _ray_map(items: list[dict], function, settings: dict):
+    """Run `function` on each item as its own Ray Data task; yield results as they finish."""
+    if not items:
+        return
+    import ray.data
+
+    dataset = ray.data.from_items(items, override_num_blocks=len(items))
+    dataset = dataset.map_batches(function, batch_size=1, fn_kwargs=settings, num_cpus=1)
+    for row in dataset.iter_rows():
+        yield json.loads(row["stats"])
+
+
+def _map_batch(batch: dict, work_dir: str, buckets: int, max_chars: int) -> dict:
+    results = [units.process(Unit.from_json(text), work_dir, buckets, max_chars) for text in batch["unit"]]
+    return {"stats": [json.dumps(r) for r in results]}
+
+
+def _reduce_batch(batch: dict, work_dir: str) -> dict:
+    return {"stats": [json.dumps(dedupe.process(int(bucket), work_dir)) for bucket in batch["bucket"]]}
+
+
+def _commit(stage: runs.StageRun, plan: Plan, unit_stats: list[dict], bucket_stats: list[dict], resumed: bool) -> dict:
+    read = sum(s["rows_read"] for s in unit_stats)
+    rejected = sum(s["rows_rejected"] for s in unit_stats)
+    staged = sum(s["rows_staged"] for s in unit_stats)
+    kept = sum(s["rows_out"] for s in bucket_stats)
+    if sum(s["rows_in"] for s in bucket_stats) != staged or read != staged + rejected:
+        raise ReconcileError(f"ingest: staged rows do not add up (read {read}, staged {staged}, rejected {rejected})")
+    pool_dir = storage.join(stage.work_dir, "pool")
+    if not storage.list_files(pool_dir, ".parquet"):
+        storage.write_parquet_atomic(schemas.empty("pool"), storage.join(pool_dir, "part-00000.parquet"))
+    rejects_dir = storage.join(stage.work_dir, "rejects")
+    if not storage.list_files(rejects_dir, ".parquet"):
+        storage.write_parquet_atomic(schemas.empty("rejects"), storage.join(rejects_dir, "none.parquet"))
+    counts = _per_source(unit_stats, bucket_stats)
+    manifest = {
+        "rows_in": read,
+        "rows_out": kept,
+        "rows_rejected": rejected,
+        "duplicates": staged - kept,
+        "rejects_by_reason": dict(sum((Counter(s["rejects_by_reason"]) for s in unit_stats), Counter())),
+        "sources": counts,
+        "units": len(plan.units),
+        "buckets": plan.buckets,
+        "resumed": resumed,
+        "units_reused": sum(1 for s in unit_stats + bucket_stats if s.get("reused")),
+        "cpu_seconds": round(stage.driver_cpu_seconds() + sum(s["cpu_seconds"] for s in unit_stats + bucket_stats), 3),
+    }
+    return stage.commit({"rejects/ingest": rejects_dir, "pool": pool_dir}, manifest)
+
+
+def _per_source(unit_stats: list[dict], bucket_stats: list[dict]) -> dict[str, dict]:
+    per_source: dict[str, Counter] = {}
+    for s in unit_stats:
+        per_source.setdefault(s["source"], Counter()).update(
+            {"rows_in": s["rows_read"], "rows_rejected": s["rows_rejected"], "rows_out": s["rows_staged"]}
+        )
+    for s in bucket_stats:
+        for source, duplicates in s["duplicates_by_source"].items():
+            per_source[source].update({"duplicates": duplicates, "rows_out": -duplicates})
+    return {source: {"duplicates": 0, **dict(c)} for source, c in per_source.items()}

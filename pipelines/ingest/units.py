@@ -1,0 +1,170 @@
+"""Map step of ingest: one unit (a file or a block of generated rows) -> staged Parquet.
+
+A unit's good rows go to `staged/b-XXXXX/<unit>.parquet`, split by dedupe bucket (a hash
+of the id), and its bad rows to `rejects/<unit>.parquet`. Files are written under a
+temporary name and renamed; the unit's `done/<unit>.json` (its counts) is written last,
+so a killed unit is simply redone and a finished one is never redone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import schemas
+from pipelines import runs, storage
+from pipelines.ingest import adapters, mathematics, normalize, readers
+from pipelines.ingest.plan import Unit
+
+FLUSH_ROWS = 8_192
+
+
+def bucket_of(example_id: str, buckets: int) -> int:
+    return int(example_id[:8], 16) % buckets
+
+
+class _ParquetOut:
+    """Rows appended in batches to one Parquet file, published by rename on close."""
+
+    def __init__(self, location: str, schema: pa.Schema):
+        self.location, self.schema, self.rows, self.writer = location, schema, [], None
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.rows:
+            return
+        if self.writer is None:
+            fs, path = storage.resolve(self.location)
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            self.fs, self.path, self.temporary = fs, path, f"{path}.tmp"
+            self.stream = fs.open_output_stream(self.temporary)
+            self.writer = pq.ParquetWriter(self.stream, self.schema, compression="zstd")
+        self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+        self.rows = []
+
+    def close(self) -> None:
+        self._flush()
+        if self.writer is not None:
+            self.writer.close()
+            self.stream.close()  # the writer leaves a stream it was given open; S3 commits on close
+            self.fs.move(self.temporary, self.path)
+
+
+def process(unit: Unit, work_dir: str, buckets: int, max_chars: int) -> dict:
+    """Read, adapt, normalise and stage one unit; returns (and records) its counts."""
+    started = time.process_time()
+    staged = [
+        _ParquetOut(
+            storage.join(work_dir, "staged", f"b-{b:05d}", f"{unit.key}.parquet"), schemas.SCHEMAS["staged_pool"]
+        )
+        for b in range(buckets)
+    ]
+    rejected = _ParquetOut(storage.join(work_dir, "rejects", f"{unit.key}.parquet"), schemas.SCHEMAS["rejects"])
+    counts, reasons = Counter(), Counter()
+    for row in _pool_rows(unit, max_chars):
+        counts["read"] += 1
+        if "reason" in row:
+            counts["rejected"] += 1
+            reasons[row["reason"]] += 1
+            rejected.add(row)
+        else:
+            counts["staged"] += 1
+            staged[bucket_of(row["id"], buckets)].add(row)
+    for out in [*staged, rejected]:
+        out.close()
+    stats = {
+        "unit": unit.key,
+        "source": unit.source,
+        "rows_read": counts["read"],
+        "rows_staged": counts["staged"],
+        "rows_rejected": counts["rejected"],
+        "rejects_by_reason": dict(reasons),
+        "cpu_seconds": round(time.process_time() - started, 3),
+    }
+    runs.mark_unit_done(work_dir, unit.key, stats)
+    return stats
+
+
+def _pool_rows(unit: Unit, max_chars: int) -> Iterator[dict]:
+    if unit.kind == "mathematics":
+        yield from _generated_rows(unit, max_chars)
+        return
+    for record in readers.read(unit.location, unit.container):
+        try:
+            if record.error is not None:
+                raise record.error
+            yield _file_row(unit, record, max_chars)
+        except normalize.RowError as error:
+            yield _reject(unit, record.row, error, record.raw())
+
+
+def _file_row(unit: Unit, record: readers.Record, max_chars: int) -> dict:
+    adapted = adapters.adapt(unit.format, record.data)
+    turns = normalize.conversation(adapted.turns, "messages")
+    normalize.check_size(turns, max_chars, "messages")
+    others = {k: v for k, v in record.data.items() if k not in adapted.used}
+    meta = {"file": unit.location, "row": record.row, "format": unit.format, "fields": others}
+    return _pool_row(unit, record.row, turns, adapted.reference, meta)
+
+
+def _generated_rows(unit: Unit, max_chars: int) -> Iterator[dict]:
+    settings = json.loads(unit.generator)
+    rows = mathematics.generate(
+        unit.start,
+        unit.stop,
+        seed=settings["seed"],
+        modules=tuple(settings["modules"]),
+        difficulty=settings["difficulty"],
+        split=settings["split"],
+        heldout_fraction=settings["heldout_fraction"],
+    )
+    for row in rows:
+        turns = [
+            ("user", normalize.text(row.question, "question")),
+            ("assistant", normalize.text(row.answer, "answer")),
+        ]
+        meta = {
+            "generator": "mathematics",
+            "module": row.module,
+            "split": settings["split"],
+            "seed": settings["seed"],
+            "index": row.index,
+        }
+        try:
+            normalize.check_size(turns, max_chars, "messages")
+            yield _pool_row(unit, row.index - unit.start + 1, turns, turns[1][1], meta)
+        except normalize.RowError as error:
+            yield _reject(unit, row.index + 1, error, f"{row.question} => {row.answer}")
+
+
+def _pool_row(unit: Unit, row: int, turns, reference: str | None, meta: dict) -> dict:
+    return {
+        "id": normalize.example_id(turns),
+        "source": unit.source,
+        "messages": [{"role": r, "content": c} for r, c in turns],
+        "reference": reference,
+        "meta": json.dumps(meta, sort_keys=True, default=str),
+        "seq": (unit.index << 32) | row,
+    }
+
+
+def _reject(unit: Unit, row: int, error: normalize.RowError, raw: str) -> dict:
+    return {
+        "stage": "ingest",
+        "source": unit.source,
+        "file": unit.location or f"{unit.source}:{unit.start}-{unit.stop}",
+        "row": row,
+        "field": error.field,
+        "reason": error.reason,
+        "detail": error.detail,
+        "raw": raw[: readers.RAW_LIMIT],
+    }

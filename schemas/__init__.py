@@ -1,0 +1,40 @@
+"""Arrow schemas of every Winnow table: the only place column names and types live.
+
+`SCHEMAS[name]` is the schema of table `name`; `check(name, table)` raises a
+`SchemaMismatch` that names the table and the columns that differ.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from schemas.pool import POOL, REJECTS, STAGED_POOL
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "pool": POOL,
+    "rejects": REJECTS,
+    "staged_pool": STAGED_POOL,
+}
+
+
+class SchemaMismatch(ValueError):
+    pass
+
+
+def check(name: str, table: pa.Table | pa.RecordBatch) -> None:
+    """Raise when `table` does not have exactly the columns and types of table `name`."""
+    expected = SCHEMAS[name]
+    if table.schema.equals(expected, check_metadata=False):
+        return
+    have = {field.name: field.type for field in table.schema}
+    want = {field.name: field.type for field in expected}
+    problems = [f"missing {c}" for c in want if c not in have]
+    problems += [f"unexpected {c}" for c in have if c not in want]
+    problems += [f"{c}: {have[c]} != {want[c]}" for c in want if c in have and have[c] != want[c]]
+    if not problems:
+        problems = [f"column order {list(have)} != {list(want)}"]
+    raise SchemaMismatch(f"table {name!r} does not match schemas/: " + "; ".join(problems))
+
+
+def empty(name: str) -> pa.Table:
+    return SCHEMAS[name].empty_table()

@@ -1,0 +1,48 @@
+"""Shared fixtures: real files, a real local Ray, real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent (the public data sets live beside the checkout in CI)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One embedded local Ray for the tests that call stages in-process."""
+    import ray
+
+    from pipelines.config import RayConfig
+    from pipelines.ray_runtime import ensure_ray
+
+    ensure_ray(RayConfig(num_cpus=2))
+    yield
+    ray.shutdown()
+
+
+def write_config(path: Path, run_dir: Path, sources: list[dict], **ingest) -> Path:
+    document = {"name": "test", "run_dir": str(run_dir), "ingest": {"sources": sources, **ingest}}
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment for a `winnow` subprocess: this venv first on PATH (Ray's workers need it)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env

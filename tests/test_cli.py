@@ -1,0 +1,79 @@
+"""The `winnow` command as a user runs it: real subprocesses, real embedded Ray."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import BIN, REPO, cli_env
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def winnow(*args, stdin: str | None = None, cwd=REPO):
+    return subprocess.run(
+        [str(BIN / "winnow"), *map(str, args)],
+        cwd=cwd,
+        env=cli_env(),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, shared_data):
+    run_dir = tmp_path_factory.mktemp("demo") / "run"
+    done = winnow("demo", "--run-dir", run_dir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return run_dir, done.stdout
+
+
+def test_demo_ingests_the_generated_pool_and_the_shared_pools(demo_run):
+    run_dir, output = demo_run
+    manifest = json.loads((run_dir / "pool" / "_SUCCESS.json").read_text())
+    assert set(manifest["sources"]) == {"mathematics", "gsm8k", "math", "alpaca", "cft_examples"}
+    assert manifest["sources"]["mathematics"]["rows_in"] == 20_000
+    assert manifest["sources"]["gsm8k"] == {"rows_in": 7473, "rows_out": 7473, "duplicates": 0, "rows_rejected": 0}
+    assert manifest["rows_in"] == manifest["rows_out"] + manifest["duplicates"] + manifest["rows_rejected"]
+    assert "pool_by_source" in output and "rejects_by_reason" in output and "gsm8k" in output
+
+
+def test_sql_runs_queries_named_queries_and_a_prompt(demo_run):
+    run_dir, _ = demo_run
+    counted = winnow("sql", run_dir, "SELECT count(*) AS n FROM pool WHERE source = $source", "-p", "source=gsm8k")
+    assert counted.returncode == 0 and "7473" in counted.stdout
+    named = winnow("sql", run_dir, "rejects_by_reason")
+    assert named.returncode == 0 and "empty turn" in named.stdout
+    prompt = winnow("sql", run_dir, stdin="SELECT 6 *\n 7 AS answer;\nSELECT nonsense;\n")
+    assert "views: pool, rejects" in prompt.stdout and "42" in prompt.stdout and "nonsense" in prompt.stderr
+
+
+def test_a_second_demo_run_is_skipped(demo_run):
+    run_dir, _ = demo_run
+    before = (run_dir / "pool" / "_SUCCESS.json").read_text()
+    again = winnow("run", REPO / "configs" / "demo.yaml", "--run-dir", run_dir)
+    assert again.returncode == 0 and "up to date" in again.stderr
+    assert (run_dir / "pool" / "_SUCCESS.json").read_text() == before
+
+
+def test_a_bad_config_exits_2_naming_the_key(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "x",
+                "run_dir": str(tmp_path),
+                "ingest": {"sources": [{"kind": "mathematics", "rows": 5, "sed": 1}]},
+            }
+        )
+    )
+    done = winnow("ingest", path)
+    assert done.returncode == 2
+    assert "ingest.sources[0].sed: unknown key; allowed here: kind, name, rows, seed" in done.stderr
+    missing = winnow("sql", tmp_path / "nowhere")
+    assert missing.returncode == 2 and "no such run folder" in missing.stderr

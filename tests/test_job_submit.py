@@ -1,0 +1,130 @@
+"""`ray job submit` to a real Ray head started on 127.0.0.1 for this test."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import BIN, REPO, cli_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+PORT_FLAGS = (
+    "--port",
+    "--dashboard-port",
+    "--ray-client-server-port",
+    "--dashboard-agent-listen-port",
+    "--dashboard-agent-grpc-port",
+    "--runtime-env-agent-port",
+    "--metrics-export-port",
+    "--node-manager-port",
+    "--object-manager-port",
+)
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A head node with a dashboard (job API), on free ports, stopped with its process group."""
+    ports = dict(zip(PORT_FLAGS, _free_ports(len(PORT_FLAGS)), strict=True))
+    command = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        "--dashboard-host=127.0.0.1",
+        "--include-dashboard=true",
+        "--num-cpus=2",
+        "--disable-usage-stats",
+        "--min-worker-port=0",
+        "--max-worker-port=0",
+        "--temp-dir",
+        str(tmp_path_factory.mktemp("ray")),
+    ]
+    command += [f"{flag}={port}" for flag, port in ports.items()]
+    log = tmp_path_factory.mktemp("ray-log") / "head.log"
+    head = subprocess.Popen(
+        command, env=cli_env(), start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT
+    )
+    address = f"http://127.0.0.1:{ports['--dashboard-port']}"
+    try:
+        _wait_for_jobs_api(address, head, log)
+        yield address
+    finally:
+        head.terminate()  # `ray start --block` stops its processes on SIGTERM; then sweep the group
+        try:
+            head.wait(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(head.pid, signal.SIGKILL)
+
+
+def _wait_for_jobs_api(address: str, head: subprocess.Popen, log) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError(f"ray start exited: {log.read_text()[-4000:]}")
+        try:
+            urllib.request.urlopen(f"{address}/api/version", timeout=2).close()
+            return
+        except urllib.error.HTTPError:  # 401: token authentication is on; `ray job` sends the token
+            return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"the Ray dashboard did not come up: {log.read_text()[-4000:]}")
+
+
+def test_submitted_job_ingests_the_demo_config(ray_head, tmp_path):
+    run_dir = tmp_path / "run"
+    submit = [
+        str(BIN / "ray"),
+        "job",
+        "submit",
+        "--address",
+        ray_head,
+        "--working-dir",
+        ".",
+        "--",
+        "python",
+        "-m",
+        "ray_jobs.run",
+        "--config",
+        "configs/demo.yaml",
+        "--run-dir",
+        str(run_dir),
+        "--stage",
+        "ingest",
+    ]
+    # The head enables Ray's token authentication; the client sends ~/.ray/auth_token in token mode.
+    done = subprocess.run(
+        submit, cwd=REPO, env=cli_env(RAY_AUTH_MODE="token"), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "succeeded" in done.stdout
+
+    manifest = json.loads((run_dir / "pool" / "_SUCCESS.json").read_text())
+    pool = pq.read_table(run_dir / "pool")
+    assert pool.num_rows == manifest["rows_out"]
+    # In the job's working dir (an uploaded copy of the repo) ../shared is absent, so the
+    # optional file sources are skipped and the pool is the 20,000 generated rows, deduplicated.
+    assert set(pool["source"].to_pylist()) == {"mathematics"}
+    assert manifest["sources"]["mathematics"]["rows_in"] == 20_000
