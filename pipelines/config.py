@@ -8,6 +8,7 @@ relative to the working directory the command runs in (the repository root for
 
 from __future__ import annotations
 
+import os
 import types
 import typing
 from pathlib import Path
@@ -86,6 +87,12 @@ class ExperimentConfig(Strict):
     run_dir: str  # local path or object-store URI
     ray: RayConfig = RayConfig()
     ingest: IngestConfig
+
+    @field_validator("run_dir")
+    @classmethod
+    def _absolute(cls, run_dir: str) -> str:
+        """Workers may run in another directory: a local run_dir is made absolute here."""
+        return run_dir if "://" in run_dir else os.path.abspath(os.path.expanduser(run_dir))
 
 
 def load(path: str | Path, run_dir: str | None = None) -> ExperimentConfig:

@@ -188,6 +188,33 @@ def write_parquet_atomic(table: pa.Table, location: str, row_group_size: int = 6
     _write_atomic(location, write)
 
 
+class ParquetAppender:
+    """Tables appended to one Parquet file as row groups, published by a rename on close.
+
+    Nothing is created until the first write; a file left by a killed writer keeps its
+    temporary name, which no reader lists, and the next attempt overwrites it.
+    """
+
+    def __init__(self, location: str, schema: pa.Schema):
+        self.location, self.schema, self.writer, self.rows = location, schema, None, 0
+
+    def write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.fs, self.path = resolve(self.location)
+            self.fs.create_dir(posixpath.dirname(self.path), recursive=True)
+            self.stream = self.fs.open_output_stream(f"{self.path}.tmp")
+            self.writer = pq.ParquetWriter(self.stream, self.schema, compression="zstd")
+        self.writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        self.stream.close()  # the writer leaves a stream it was given open; S3 commits on close
+        self.fs.move(f"{self.path}.tmp", self.path)
+
+
 def _write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     with fs.open_output_stream(path) as stream:
         stream.write(data)

@@ -20,8 +20,9 @@ SKIP = ("_work",)
 def table_files(run_dir: str) -> dict[str, list[str]]:
     """View name -> Parquet files, for every table folder in the run."""
     tables: dict[str, list[str]] = {}
+    base = storage.resolve(run_dir)[1].rstrip("/")
     for location in storage.list_files(run_dir, ".parquet", recursive=True):
-        relative = location[len(run_dir.rstrip("/")) + 1 :].split("/")
+        relative = storage.resolve(location)[1][len(base) + 1 :].split("/")
         if relative[0] in SKIP or len(relative) < 2:
             continue
         folder = relative[:-1]

@@ -77,3 +77,17 @@ def test_a_bad_config_exits_2_naming_the_key(tmp_path):
     assert "ingest.sources[0].sed: unknown key; allowed here: kind, name, rows, seed" in done.stderr
     missing = winnow("sql", tmp_path / "nowhere")
     assert missing.returncode == 2 and "no such run folder" in missing.stderr
+
+
+def test_relative_run_dirs_work_from_the_directory_they_name(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"name": "rel", "run_dir": "runs/rel", "ingest": {"sources": [{"kind": "mathematics", "rows": 50}]}}
+        )
+    )
+    done = winnow("ingest", config, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "runs" / "rel" / "pool" / "_SUCCESS.json").exists()
+    counted = winnow("sql", "runs/rel", "SELECT count(*) FROM pool", cwd=tmp_path)
+    assert counted.returncode == 0 and "50" in counted.stdout

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -71,3 +73,4 @@ def test_run_dir_override(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(BASE))
     assert config.load(path, run_dir="s3://bucket/run").run_dir == "s3://bucket/run"
+    assert config.load(path, run_dir="runs/x").run_dir == str(Path.cwd() / "runs" / "x")

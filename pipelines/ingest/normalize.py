@@ -88,6 +88,9 @@ def check_size(turns: list[tuple[str, str]], max_chars: int, field: str) -> None
         raise RowError("text too long", field, f"{size} characters > max_text_chars {max_chars}")
 
 
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: it is per-row work
+
+
 def example_id(turns: list[tuple[str, str]]) -> str:
-    canonical = json.dumps([[r, c] for r, c in turns], ensure_ascii=False, separators=(",", ":"))
+    canonical = _CANONICAL.encode([[r, c] for r, c in turns])
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]

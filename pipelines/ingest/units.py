@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 import schemas
 from pipelines import runs, storage
@@ -22,53 +21,44 @@ from pipelines.ingest import adapters, mathematics, normalize, readers
 from pipelines.ingest.plan import Unit
 
 FLUSH_ROWS = 8_192
+_META = json.JSONEncoder(sort_keys=True, default=str)  # built once: `json.dumps(**options)` rebuilds it a row
 
 
 def bucket_of(example_id: str, buckets: int) -> int:
     return int(example_id[:8], 16) % buckets
 
 
-class _ParquetOut:
-    """Rows appended in batches to one Parquet file, published by rename on close."""
+class _RowBuffer:
+    """Dict rows gathered into tables for one Parquet file."""
 
     def __init__(self, location: str, schema: pa.Schema):
-        self.location, self.schema, self.rows, self.writer = location, schema, [], None
+        self.out, self.schema, self.rows = storage.ParquetAppender(location, schema), schema, []
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
         if len(self.rows) >= FLUSH_ROWS:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
-        if not self.rows:
-            return
-        if self.writer is None:
-            fs, path = storage.resolve(self.location)
-            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-            self.fs, self.path, self.temporary = fs, path, f"{path}.tmp"
-            self.stream = fs.open_output_stream(self.temporary)
-            self.writer = pq.ParquetWriter(self.stream, self.schema, compression="zstd")
-        self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
-        self.rows = []
+    def flush(self) -> None:
+        if self.rows:
+            self.out.write(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.rows = []
 
     def close(self) -> None:
-        self._flush()
-        if self.writer is not None:
-            self.writer.close()
-            self.stream.close()  # the writer leaves a stream it was given open; S3 commits on close
-            self.fs.move(self.temporary, self.path)
+        self.flush()
+        self.out.close()
 
 
 def process(unit: Unit, work_dir: str, buckets: int, max_chars: int) -> dict:
     """Read, adapt, normalise and stage one unit; returns (and records) its counts."""
     started = time.process_time()
     staged = [
-        _ParquetOut(
+        _RowBuffer(
             storage.join(work_dir, "staged", f"b-{b:05d}", f"{unit.key}.parquet"), schemas.SCHEMAS["staged_pool"]
         )
         for b in range(buckets)
     ]
-    rejected = _ParquetOut(storage.join(work_dir, "rejects", f"{unit.key}.parquet"), schemas.SCHEMAS["rejects"])
+    rejected = _RowBuffer(storage.join(work_dir, "rejects", f"{unit.key}.parquet"), schemas.SCHEMAS["rejects"])
     counts, reasons = Counter(), Counter()
     for row in _pool_rows(unit, max_chars):
         counts["read"] += 1
@@ -76,9 +66,12 @@ def process(unit: Unit, work_dir: str, buckets: int, max_chars: int) -> dict:
             counts["rejected"] += 1
             reasons[row["reason"]] += 1
             rejected.add(row)
-        else:
-            counts["staged"] += 1
-            staged[bucket_of(row["id"], buckets)].add(row)
+            continue
+        counts["staged"] += 1
+        staged[bucket_of(row["id"], buckets)].add(row)
+        if counts["staged"] % FLUSH_ROWS == 0:  # bound the rows held over all buckets, not per bucket
+            for out in staged:
+                out.flush()
     for out in [*staged, rejected]:
         out.close()
     stats = {
@@ -152,7 +145,7 @@ def _pool_row(unit: Unit, row: int, turns, reference: str | None, meta: dict) ->
         "source": unit.source,
         "messages": [{"role": r, "content": c} for r, c in turns],
         "reference": reference,
-        "meta": json.dumps(meta, sort_keys=True, default=str),
+        "meta": _META.encode(meta),
         "seq": (unit.index << 32) | row,
     }
 

@@ -1,0 +1,21 @@
+"""`python -m bench [NAME ...] [--quick]`: run the benchmarks (all by default)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS = ("ingest",)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run, of {BENCHMARKS} (default: all)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args()
+    for name in args.names or BENCHMARKS:
+        importlib.import_module(f"bench.{name}").main(quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

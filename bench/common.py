@@ -1,0 +1,74 @@
+"""Helpers shared by benchmarks: peak memory of a process tree, results on disk."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class TreeMemory:
+    """Samples the summed PSS (shared pages split fairly) of a process and its descendants."""
+
+    def __init__(self, pid: int, every_seconds: float = 0.2):
+        self.root, self.every = psutil.Process(pid), every_seconds
+        self.peak_pss = self.peak_root_rss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            try:
+                processes = [self.root, *self.root.children(recursive=True)]
+                self.peak_root_rss = max(self.peak_root_rss, self.root.memory_info().rss)
+            except psutil.NoSuchProcess:
+                return
+            total = 0
+            for process in processes:
+                try:
+                    total += process.memory_full_info().pss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+            self.peak_pss = max(self.peak_pss, total)
+            time.sleep(self.every)
+
+
+def run_measured(command: list[str], env: dict | None = None) -> tuple[float, TreeMemory]:
+    """Run a command to completion; (wall seconds, its tree's memory peaks)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with TreeMemory(process.pid) as memory:
+        _, errors = process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"{command} failed: {errors[-3000:]}")
+    return time.perf_counter() - started, memory
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {psutil.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.0f} GiB"
+
+
+def save(name: str, results: dict) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"machine": machine(), **results}, indent=2))
+    return path
+
+
+def gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB"
