@@ -34,36 +34,34 @@ def run(config: ExperimentConfig) -> dict:
         return manifest
     resumed = stage.open_work()
     ensure_ray(config.ray)
-    unit_stats = _map_units(stage, plan, config.ingest.max_text_chars)
-    bucket_stats = _reduce_buckets(stage, plan)
+    unit_stats = _run_work(
+        stage,
+        {unit.key: {"unit": unit.to_json()} for unit in plan.units},
+        _map_batch,
+        {"work_dir": stage.work_dir, "buckets": plan.buckets, "max_chars": config.ingest.max_text_chars},
+        "units read",
+        lambda stats: f"{sum(s['rows_read'] for s in stats):,} rows",
+    )
+    bucket_stats = _run_work(
+        stage,
+        {dedupe.bucket_key(b): {"bucket": b} for b in range(plan.buckets)},
+        _reduce_batch,
+        {"work_dir": stage.work_dir},
+        "buckets deduplicated",
+    )
     return _commit(stage, plan, unit_stats, bucket_stats, resumed)
 
 
-def _map_units(stage: runs.StageRun, plan: Plan, max_chars: int) -> list[dict]:
-    finished = {u.key: stage.unit_done(u.key) for u in plan.units}
-    pending = [u for u in plan.units if finished[u.key] is None]
-    stats = [{**s, "reused": True} for s in finished.values() if s is not None]
-    items = [{"unit": u.to_json()} for u in pending]
-    settings = {"work_dir": stage.work_dir, "buckets": plan.buckets, "max_chars": max_chars}
-    with StageProgress("ingest", len(plan.units), "units read") as progress:
+def _run_work(stage: runs.StageRun, work: dict[str, dict], function, settings: dict, what: str, detail=None):
+    """Run `function` on each work item an earlier attempt did not finish; stats of all items."""
+    finished = {key: stage.unit_done(key) for key in work}
+    stats = [{**done, "reused": True} for done in finished.values() if done is not None]
+    pending = [item for key, item in work.items() if finished[key] is None]
+    with StageProgress("ingest", len(work), what) as progress:
         progress.advance(len(stats), "(resumed)" if stats else "")
-        for result in _ray_map(items, _map_batch, settings):
+        for result in _ray_map(pending, function, settings):
             stats.append(result)
-            rows = sum(s["rows_read"] for s in stats)
-            progress.advance(1, f"{rows:,} rows")
-    return stats
-
-
-def _reduce_buckets(stage: runs.StageRun, plan: Plan) -> list[dict]:
-    keys = [dedupe.bucket_key(b) for b in range(plan.buckets)]
-    finished = {key: stage.unit_done(key) for key in keys}
-    stats = [{**s, "reused": True} for s in finished.values() if s is not None]
-    items = [{"bucket": b} for b, key in enumerate(keys) if finished[key] is None]
-    with StageProgress("ingest", plan.buckets, "buckets deduplicated") as progress:
-        progress.advance(len(stats))
-        for result in _ray_map(items, _reduce_batch, {"work_dir": stage.work_dir}):
-            stats.append(result)
-            progress.advance(1)
+            progress.advance(1, detail(stats) if detail else "")
     return stats
 
 
