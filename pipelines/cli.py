@@ -68,7 +68,11 @@ def demo(
     loaded = _load(config, run_dir)
     _run_stages(loaded, None)
     connection = views.connect(loaded.run_dir)
-    for query in ("pool_by_source", "rejects_by_reason"):
+    present = set(views.views(connection))
+    queries = ["pool_by_source", "rejects_by_reason"]
+    if {"scores_compression", "scores_model_loss", "scores_embedding", "scores_clusters"} <= present:
+        queries.append("score_summary")
+    for query in queries:
         _print_result(query, *views.run_query(connection, query))
     console.print(f'\nQuery it: winnow sql {loaded.run_dir} "SELECT * FROM pool LIMIT 5"', highlight=False)
 
@@ -87,7 +91,8 @@ def sql(
         raise typer.Exit(2) from None
     parameters = dict(p.split("=", 1) for p in param or [])
     if query:
-        _print_result(query, *views.run_query(connection, query, parameters))
+        title = query if query in views.named_queries() else "result"
+        _print_result(title, *views.run_query(connection, query, parameters))
         return
     _prompt(connection)
 

@@ -12,69 +12,19 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from pipelines.ingest.mathematics import ALL_MODULES, DEFAULT_MODULES, DIFFICULTY_LEVELS
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-FORMATS = ("auto", "openai", "sharegpt", "alpaca", "gsm8k", "math", "qa", "cft")
+from pipelines.ingest.settings import IngestConfig
+from pipelines.models.settings import ModelSpec
+from pipelines.score.settings import ScoreConfig
+from pipelines.settings import NAME_PATTERN, Strict
 
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and the key."""
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FileSource(Strict):
-    kind: Literal["files"]
-    name: str = Field(pattern=NAME_PATTERN)
-    paths: list[str] = Field(min_length=1)  # files, folders, globs (** too), s3:// or gs:// URIs
-    format: Literal[FORMATS] = "auto"  # type: ignore[valid-type]
-    hf_splits: list[str] | None = None  # splits of a DatasetDict saved with save_to_disk
-    optional: bool = False  # when the paths match nothing: skip the source instead of failing
-
-
-class MathematicsSource(Strict):
-    kind: Literal["mathematics"]
-    name: str = Field(default="mathematics", pattern=NAME_PATTERN)
-    rows: int = Field(gt=0)
-    seed: int = 0
-    modules: tuple[str, ...] = DEFAULT_MODULES
-    difficulty: Literal[tuple(DIFFICULTY_LEVELS)] = "any"  # type: ignore[valid-type]
-    split: Literal["train", "heldout"] = "train"
-    heldout_fraction: float = Field(default=0.05, gt=0, le=0.5)
-
-    @field_validator("modules")
-    @classmethod
-    def _known_modules(cls, modules: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [m for m in modules if m not in ALL_MODULES]
-        if unknown or not modules:
-            raise ValueError(f"unknown modules {unknown}; allowed: {', '.join(ALL_MODULES)}")
-        return modules
-
-
-Source = Annotated[FileSource | MathematicsSource, Field(discriminator="kind")]
-
-
-class IngestConfig(Strict):
-    sources: list[Source] = Field(min_length=1)
-    max_text_chars: int = Field(default=100_000, gt=0)  # a longer conversation is rejected
-    rows_per_unit: int = Field(default=10_000, gt=0)  # generated rows per resumable unit
-    bucket_bytes: int = Field(default=64 * 2**20, gt=0)  # input bytes per dedupe bucket
-
-    @model_validator(mode="after")
-    def _unique_names(self):
-        names = [source.name for source in self.sources]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"source names must be unique; repeated: {repeated}")
-        return self
 
 
 class RayConfig(Strict):
@@ -87,6 +37,8 @@ class ExperimentConfig(Strict):
     run_dir: str  # local path or object-store URI
     ray: RayConfig = RayConfig()
     ingest: IngestConfig
+    models: dict[str, ModelSpec] = {}  # names that scorers and trainers refer to
+    score: ScoreConfig | None = None
 
     @field_validator("run_dir")
     @classmethod
@@ -144,6 +96,11 @@ def _walk(loc: tuple) -> tuple[str, type[BaseModel] | None]:
             annotation = _item_type(annotation)
             continue
         members = _union_members(annotation)
+        mapped = [typing.get_args(m)[1] for m in members if typing.get_origin(m) is dict]
+        if mapped:  # a key of a mapping such as `models:`
+            key += f".{part}"
+            annotation = mapped[0]
+            continue
         tagged = [m for m in members if _kind_of(m) == part]
         if tagged:  # pydantic puts a tagged union's tag into the location: skip it
             annotation = tagged[0]

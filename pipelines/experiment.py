@@ -6,15 +6,24 @@ from collections.abc import Callable
 
 from pipelines.config import ExperimentConfig
 from pipelines.ingest import stage as ingest_stage
+from pipelines.models import stage as models_stage
+from pipelines.score import stage as score_stage
 
-STAGES: dict[str, Callable[[ExperimentConfig], dict]] = {
-    "ingest": ingest_stage.run,
+# Each stage returns {table it wrote: that table's manifest}, in dependency order.
+STAGES: dict[str, Callable[[ExperimentConfig], dict[str, dict]]] = {
+    "ingest": lambda config: {"pool": ingest_stage.run(config)},
+    "models": models_stage.run,
+    "score": score_stage.run_all,
 }
 
 
 def run(config: ExperimentConfig, only: list[str] | None = None) -> dict[str, dict]:
-    """Run every stage (or those in `only`) in order; returns each stage's manifest."""
+    """Run every stage (or those in `only`) in order; returns {table: manifest}."""
     unknown = sorted(set(only or []) - set(STAGES))
     if unknown:
         raise ValueError(f"unknown stages {unknown}; stages: {', '.join(STAGES)}")
-    return {name: stage(config) for name, stage in STAGES.items() if not only or name in only}
+    manifests: dict[str, dict] = {}
+    for name, stage in STAGES.items():
+        if not only or name in only:
+            manifests.update(stage(config))
+    return manifests

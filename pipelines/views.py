@@ -23,7 +23,7 @@ def table_files(run_dir: str) -> dict[str, list[str]]:
     base = storage.resolve(run_dir)[1].rstrip("/")
     for location in storage.list_files(run_dir, ".parquet", recursive=True):
         relative = storage.resolve(location)[1][len(base) + 1 :].split("/")
-        if relative[0] in SKIP or len(relative) < 2:
+        if relative[0] in SKIP or len(relative) < 2 or relative[-1].startswith(("_", ".")):
             continue
         folder = relative[:-1]
         name = "rejects" if folder[0] == "rejects" else "_".join(folder)
@@ -34,13 +34,23 @@ def table_files(run_dir: str) -> dict[str, list[str]]:
 def connect(run_dir: str) -> duckdb.DuckDBPyConnection:
     if not storage.is_dir(run_dir):
         raise FileNotFoundError(f"{run_dir}: no such run folder")
-    connection = duckdb.connect()
+    connection = duckdb_connection()
     for name, files in sorted(table_files(run_dir).items()):
-        _relation(connection, files).create_view(name)
+        relation(connection, files).create_view(name)
     return connection
 
 
-def _relation(connection: duckdb.DuckDBPyConnection, files: list[str]) -> duckdb.DuckDBPyRelation:
+def duckdb_connection(keep_order: bool = True) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that spills to disk rather than growing past 2 GB; without
+    `keep_order`, results may stream out of order, which lets big queries use less memory."""
+    connection = duckdb.connect()
+    connection.execute("SET memory_limit = '2GB'")
+    if not keep_order:
+        connection.execute("SET preserve_insertion_order = false")
+    return connection
+
+
+def relation(connection: duckdb.DuckDBPyConnection, files: list[str]) -> duckdb.DuckDBPyRelation:
     if not storage.is_uri(files[0]):
         return connection.read_parquet(files, union_by_name=True)
     import pyarrow.dataset as ds

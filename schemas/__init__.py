@@ -1,7 +1,8 @@
 """Arrow schemas of every Winnow table: the only place column names and types live.
 
-`SCHEMAS[name]` is the schema of table `name`; `check(name, table)` raises a
-`SchemaMismatch` that names the table and the columns that differ.
+`SCHEMAS[name]` is the schema of table `name` (named by its path in the run folder);
+`check(name, table)` raises a `SchemaMismatch` that names the table and the columns that
+differ. The embedding table's vector width depends on the model: `scores.embedding(dim)`.
 """
 
 from __future__ import annotations
@@ -9,21 +10,26 @@ from __future__ import annotations
 import pyarrow as pa
 
 from schemas.pool import POOL, REJECTS, STAGED_POOL
+from schemas.scores import CLUSTERS, COMPRESSION, MODEL_LOSS, embedding
 
 SCHEMAS: dict[str, pa.Schema] = {
     "pool": POOL,
     "rejects": REJECTS,
     "staged_pool": STAGED_POOL,
+    "scores/compression": COMPRESSION,
+    "scores/model_loss": MODEL_LOSS,
+    "scores/clusters": CLUSTERS,
 }
+__all__ = ["SCHEMAS", "SchemaMismatch", "check", "embedding", "empty"]
 
 
 class SchemaMismatch(ValueError):
     pass
 
 
-def check(name: str, table: pa.Table | pa.RecordBatch) -> None:
+def check(name: str, table: pa.Table | pa.RecordBatch, expected: pa.Schema | None = None) -> None:
     """Raise when `table` does not have exactly the columns and types of table `name`."""
-    expected = SCHEMAS[name]
+    expected = expected if expected is not None else SCHEMAS[name]
     if table.schema.equals(expected, check_metadata=False):
         return
     have = {field.name: field.type for field in table.schema}

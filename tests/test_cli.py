@@ -38,19 +38,28 @@ def test_demo_ingests_the_generated_pool_and_the_shared_pools(demo_run):
     manifest = json.loads((run_dir / "pool" / "_SUCCESS.json").read_text())
     assert set(manifest["sources"]) == {"mathematics", "gsm8k", "math", "alpaca", "cft_examples"}
     assert manifest["sources"]["mathematics"]["rows_in"] == 20_000
-    assert manifest["sources"]["gsm8k"] == {"rows_in": 7473, "rows_out": 7473, "duplicates": 0, "rows_rejected": 0}
+    assert manifest["sources"]["gsm8k"] == {"rows_in": 2000, "rows_out": 2000, "duplicates": 0, "rows_rejected": 0}
     assert manifest["rows_in"] == manifest["rows_out"] + manifest["duplicates"] + manifest["rows_rejected"]
     assert "pool_by_source" in output and "rejects_by_reason" in output and "gsm8k" in output
+    for scorer in ("compression", "embedding", "model_loss", "clusters"):
+        scores = json.loads((run_dir / "scores" / scorer / "_SUCCESS.json").read_text())
+        assert scores["rows_out"] == manifest["rows_out"], scorer
+    assert (run_dir / "models" / "tiny" / "config.json").exists()
+    assert "score_summary" in output
 
 
 def test_sql_runs_queries_named_queries_and_a_prompt(demo_run):
     run_dir, _ = demo_run
     counted = winnow("sql", run_dir, "SELECT count(*) AS n FROM pool WHERE source = $source", "-p", "source=gsm8k")
-    assert counted.returncode == 0 and "7473" in counted.stdout
-    named = winnow("sql", run_dir, "rejects_by_reason")
-    assert named.returncode == 0 and "empty turn" in named.stdout
+    assert counted.returncode == 0 and "2000" in counted.stdout  # max_rows_per_file in demo.yaml
+    named = winnow("sql", run_dir, "rejects_by_reason")  # the demo's inputs have no bad rows
+    assert named.returncode == 0 and "reason" in named.stdout and "ingest" not in named.stdout
     prompt = winnow("sql", run_dir, stdin="SELECT 6 *\n 7 AS answer;\nSELECT nonsense;\n")
-    assert "views: pool, rejects" in prompt.stdout and "42" in prompt.stdout and "nonsense" in prompt.stderr
+    assert (
+        "views: pool, rejects, scores_clusters" in prompt.stdout
+        and "42" in prompt.stdout
+        and "nonsense" in prompt.stderr
+    )
 
 
 def test_a_second_demo_run_is_skipped(demo_run):

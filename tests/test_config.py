@@ -50,8 +50,17 @@ def test_defaults(tmp_path):
             {"ingest": {"sources": [{"kind": "mathematics", "rows": 1}, {"kind": "mathematics", "rows": 2}]}},
             "source names must be unique; repeated: ['mathematics']",
         ),
-        ({"rayy": {}}, "rayy: unknown key; allowed here: name, run_dir, ray, ingest"),
+        ({"rayy": {}}, "rayy: unknown key; allowed here: name, run_dir, ray, ingest, models, score"),
         ({"name": None}, "name: Input should be a valid string"),
+        (
+            {"models": {"tiny": {"build": {"vocab_sise": 1}}}},
+            "models.tiny.build.vocab_sise: unknown key; allowed here: vocab_size, hidden_size",
+        ),
+        ({"models": {"tiny": {"path": "x", "build": {}}}}, "models.tiny: Value error, give exactly one of"),
+        (
+            {"score": {"model_loss": {"model": "m", "dtype": "fp8"}}},
+            "score.model_loss.dtype: Input should be 'auto', 'float32', 'bfloat16' or 'float16'",
+        ),
     ],
 )
 def test_errors_name_the_key_and_what_is_allowed(tmp_path, change, message):

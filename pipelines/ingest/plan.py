@@ -12,8 +12,8 @@ import math
 from dataclasses import asdict, dataclass
 
 from pipelines import storage
-from pipelines.config import FileSource, IngestConfig, MathematicsSource
 from pipelines.ingest import adapters, readers
+from pipelines.ingest.settings import FileSource, IngestConfig, MathematicsSource
 
 GENERATED_ROW_BYTES = 200  # a generated math row's size, for sizing buckets
 MAX_BUCKETS = 4096
@@ -30,6 +30,7 @@ class Unit:
     start: int = 0
     stop: int = 0
     generator: str = ""  # the mathematics source's settings, JSON
+    max_rows: int = 0  # a file unit reads at most this many records (0: all)
 
     @property
     def key(self) -> str:
@@ -72,7 +73,8 @@ def make_plan(config: IngestConfig) -> Plan:
             fmt = source.format
             if fmt == "auto":
                 fmt = adapters.detect(readers.columns(location, container), location)
-            units.append(Unit(len(units), source.name, "file", location, container, fmt))
+            limit = source.max_rows_per_file or 0
+            units.append(Unit(len(units), source.name, "file", location, container, fmt, max_rows=limit))
             inputs.append([location, info.size, info.mtime_ns])
             total_bytes += info.size or 0
     buckets = min(MAX_BUCKETS, max(1, math.ceil(total_bytes / config.bucket_bytes)))

@@ -8,6 +8,7 @@ so a killed unit is simply redone and a finished one is never redone.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections import Counter
@@ -91,7 +92,7 @@ def _pool_rows(unit: Unit, max_chars: int) -> Iterator[dict]:
     if unit.kind == "mathematics":
         yield from _generated_rows(unit, max_chars)
         return
-    for record in readers.read(unit.location, unit.container):
+    for record in itertools.islice(readers.read(unit.location, unit.container), unit.max_rows or None):
         try:
             if record.error is not None:
                 raise record.error

@@ -1,0 +1,59 @@
+"""The `ingest:` section of an experiment config."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pipelines.ingest.mathematics import ALL_MODULES, DEFAULT_MODULES, DIFFICULTY_LEVELS
+from pipelines.settings import NAME_PATTERN, Strict
+
+FORMATS = ("auto", "openai", "sharegpt", "alpaca", "gsm8k", "math", "qa", "cft")
+
+
+class FileSource(Strict):
+    kind: Literal["files"]
+    name: str = Field(pattern=NAME_PATTERN)
+    paths: list[str] = Field(min_length=1)  # files, folders, globs (** too), s3:// or gs:// URIs
+    format: Literal[FORMATS] = "auto"  # type: ignore[valid-type]
+    hf_splits: list[str] | None = None  # splits of a DatasetDict saved with save_to_disk
+    optional: bool = False  # when the paths match nothing: skip the source instead of failing
+    max_rows_per_file: int | None = Field(default=None, gt=0)  # read only each file's first rows
+
+
+class MathematicsSource(Strict):
+    kind: Literal["mathematics"]
+    name: str = Field(default="mathematics", pattern=NAME_PATTERN)
+    rows: int = Field(gt=0)
+    seed: int = 0
+    modules: tuple[str, ...] = DEFAULT_MODULES
+    difficulty: Literal[tuple(DIFFICULTY_LEVELS)] = "any"  # type: ignore[valid-type]
+    split: Literal["train", "heldout"] = "train"
+    heldout_fraction: float = Field(default=0.05, gt=0, le=0.5)
+
+    @field_validator("modules")
+    @classmethod
+    def _known_modules(cls, modules: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [m for m in modules if m not in ALL_MODULES]
+        if unknown or not modules:
+            raise ValueError(f"unknown modules {unknown}; allowed: {', '.join(ALL_MODULES)}")
+        return modules
+
+
+Source = Annotated[FileSource | MathematicsSource, Field(discriminator="kind")]
+
+
+class IngestConfig(Strict):
+    sources: list[Source] = Field(min_length=1)
+    max_text_chars: int = Field(default=100_000, gt=0)  # a longer conversation is rejected
+    rows_per_unit: int = Field(default=10_000, gt=0)  # generated rows per resumable unit
+    bucket_bytes: int = Field(default=64 * 2**20, gt=0)  # input bytes per dedupe bucket
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        names = [source.name for source in self.sources]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"source names must be unique; repeated: {repeated}")
+        return self

@@ -1,0 +1,67 @@
+"""The models stage: build each `models:` entry that has `build:` into RUN/models/<name>.
+
+The tokenizer learns from the first `train_rows` rows of the pool (in pool order, rendered
+as conversations); the model's identity holds the ids of exactly those rows, so a pool that
+grows after them keeps its model (and the scores made with it).
+"""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+
+from pipelines import runs, storage
+from pipelines.config import ExperimentConfig
+from pipelines.models import small
+from pipelines.progress import note
+from pipelines.score import parts, render
+
+STAGE_VERSION = 1
+
+
+def run(config: ExperimentConfig) -> dict:
+    manifests = {}
+    for name, spec in config.models.items():
+        if spec.build is not None:
+            manifests[f"models/{name}"] = _build(config.run_dir, name, spec.build)
+    return manifests
+
+
+def _build(run_dir: str, name: str, build) -> dict:
+    pool = runs.read_manifest(run_dir, "pool")
+    if pool is None:
+        raise RuntimeError(f"model {name}: the pool is not finished in {run_dir}; run ingest first")
+    ids, texts = _training_rows(storage.join(run_dir, "pool"), build.train_rows)
+    identity = runs.stage_identity(f"model-{name}", build.model_dump(), {"rows": runs.stable_hash(ids)}, STAGE_VERSION)
+    stage = runs.StageRun(run_dir, f"model-{name}", f"models/{name}", identity)
+    if (manifest := stage.finished()) is not None:
+        note(f"model {name}: up to date; skipped")
+        return manifest
+    stage.open_work()
+    folder = storage.join(stage.work_dir, "checkpoint")
+    storage.remove(folder)  # a killed build starts over: it takes seconds
+    note(f"model {name}: training a tokenizer on {len(texts):,} pool rows and building the model")
+    spec = small.SmallModelSpec(**build.model_dump(exclude={"train_rows"}))
+    small.build(texts, folder, spec)
+    manifest = {
+        "rows_in": len(texts),
+        "rows_out": 0,
+        "rows_rejected": 0,
+        "spec": build.model_dump(),
+        "cpu_seconds": round(stage.driver_cpu_seconds(), 3),
+    }
+    return stage.commit({f"models/{name}": folder}, manifest)
+
+
+def _training_rows(pool_dir: str, limit: int) -> tuple[list[str], list[str]]:
+    """Ids and conversation texts of the pool's first `limit` rows."""
+    ids: list[str] = []
+    texts: list[str] = []
+    for location in parts.parquet_files(pool_dir):
+        with storage.open_random_access(location) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=2048, columns=["id", "messages"]):
+                batch = batch.slice(0, limit - len(ids))
+                ids += batch.column("id").to_pylist()
+                texts += render.render_column(batch.column("messages"), "conversation").to_pylist()
+                if len(ids) == limit:
+                    return ids, texts
+    return ids, texts

@@ -1,0 +1,1 @@
+"""Scoring: one table per scorer under scores/, every row keyed by the pool's `id`."""

@@ -1,0 +1,163 @@
+"""Model loss: per-example mean token NLL of the response, given its prompt and alone; IFD.
+
+- `loss_given_prompt`: mean NLL of the response tokens after the full prompt (the
+  cross-entropy score); `loss_alone`: after only `response_marker`; `ifd` = their ratio.
+- Logits at position t predict token t+1 (shifted), and the loss is taken over the
+  response's token positions (found by offsets, see `spans`), never by token id.
+- A sequence longer than `max_length` is cut; when that cuts response tokens the row is
+  `truncated`: its losses cover only what fits and its `ifd` is null (the IFD method gives
+  truncated rows no score). A first token with nothing before it is not scored.
+- Sequences are sorted by length and padded per micro-batch (length bucketing); both
+  sequences of a row are scored in the same passes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+import schemas
+from pipelines.models import loading
+from pipelines.score import parts, render, spans
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A sequence cut to max_length and the positions whose tokens are scored."""
+
+    ids: list[int]
+    first: int
+    stop: int
+
+
+def scored_positions(span: spans.Span, max_length: int) -> Scored:
+    return Scored(span.ids[:max_length], max(span.start, 1), min(span.stop, max_length))
+
+
+def mean_nlls(
+    model, sequences: list[Scored], batch_size: int, max_batch_tokens: int, pad_id: int
+) -> list[float | None]:
+    """Mean NLL over each sequence's scored positions, in length-sorted padded micro-batches."""
+    import torch.nn.functional as F
+
+    results: list[float | None] = [None] * len(sequences)
+    order = sorted((i for i, s in enumerate(sequences) if s.first < s.stop), key=lambda i: len(sequences[i].ids))
+    keeps_positions = "logits_to_keep" in inspect.signature(model.forward).parameters
+    for chunk in _micro_batches(order, sequences, batch_size, max_batch_tokens):
+        batch = [sequences[i] for i in chunk]
+        logits, column_of = _logits(model, batch, pad_id, keeps_positions)
+        for row, (index, s) in enumerate(zip(chunk, batch, strict=True)):
+            first = column_of[s.first - 1]  # logits at t-1 predict token t; their columns are consecutive
+            predicted = logits[row, first : first + s.stop - s.first].float()
+            targets = torch_tensor(s.ids[s.first : s.stop], predicted.device)
+            results[index] = F.cross_entropy(predicted, targets).item()
+    return results
+
+
+def _micro_batches(order: list[int], sequences: list[Scored], batch_size: int, max_batch_tokens: int):
+    """Consecutive runs of the length-sorted order: at most `batch_size` sequences and
+    `max_batch_tokens` padded tokens (the last sequence of a run is its longest)."""
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while (
+            end < len(order)
+            and end - start < batch_size
+            and len(sequences[order[end]].ids) * (end - start + 1) <= max_batch_tokens
+        ):
+            end += 1
+        yield order[start:end]
+        start = end
+
+
+def _logits(model, batch: list[Scored], pad_id: int, keeps_positions: bool):
+    """Logits for a right-padded batch, and the column of each needed position.
+
+    Only positions that predict a scored token are needed; models that take
+    `logits_to_keep` compute just those (the output head is most of a small model's cost).
+    """
+    import torch
+
+    width = max(len(s.ids) for s in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, s in enumerate(batch):
+        input_ids[row, : len(s.ids)] = torch.tensor(s.ids)
+        attention[row, : len(s.ids)] = 1
+    positions = sorted({p for s in batch for p in range(s.first - 1, s.stop - 1)}) if keeps_positions else range(width)
+    device = next(model.parameters()).device
+    extra = {"logits_to_keep": torch.tensor(positions, device=device)} if keeps_positions else {}
+    with torch.inference_mode():
+        output = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), **extra)
+    return output.logits, {p: column for column, p in enumerate(positions)}
+
+
+def torch_tensor(values: list[int], device):
+    import torch
+
+    return torch.tensor(values, dtype=torch.long, device=device)
+
+
+class ModelLossActor:
+    """One causal LM an actor, loaded once; `__call__` scores a batch of pool rows."""
+
+    def __init__(self, location: str, trust_remote_code: bool, settings: dict):
+        self.settings = settings
+        device = loading.pick_device(settings["device"], settings["num_gpus"])
+        loading.set_threads(settings["threads"], settings["num_cpus"])
+        ref = loading.ModelRef(location, trust_remote_code)
+        self.tokenizer, self.model = loading.load_causal_lm(ref, settings["dtype"], device)
+        if not self.tokenizer.is_fast:
+            raise ValueError(f"{location}: model_loss needs a fast tokenizer (offsets locate the response)")
+        template = settings["template"]
+        self.use_chat_template = template == "chat" or (template == "auto" and bool(self.tokenizer.chat_template))
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        started = time.process_time()
+        rows = self.score(batch["messages"].to_pylist(), batch["id"].to_pylist())
+        table = pa.Table.from_pylist(rows, schema=schemas.SCHEMAS["scores/model_loss"])
+        return parts.with_cpu(table, time.process_time() - started)
+
+    def score(self, messages: list[list[dict]], ids: list[str]) -> list[dict]:
+        s = self.settings
+        rows, sequences = [], []
+        for example_id, turns in zip(ids, map(render.turns_of, messages), strict=True):
+            given = spans.with_prompt(self.tokenizer, turns, self.use_chat_template)
+            if given is None:  # a prompt with no response: nothing to score
+                n_prompt = spans.prompt_length(self.tokenizer, turns, self.use_chat_template)
+                rows.append(_row(example_id, n_prompt, 0, None, None, False))
+                continue
+            alone = spans.alone(self.tokenizer, turns[-1][1], s["response_marker"])
+            sequences += [scored_positions(given, s["max_length"]), scored_positions(alone, s["max_length"])]
+            truncated = given.stop > s["max_length"] or alone.stop > s["max_length"]
+            rows.append(_row(example_id, given.start, given.stop - given.start, None, None, truncated))
+        losses = iter(mean_nlls(self.model, sequences, s["batch_size"], s["max_batch_tokens"], self.pad_id))
+        for row in rows:
+            if row["n_response_tokens"]:
+                row["loss_given_prompt"], row["loss_alone"] = next(losses), next(losses)
+                row["ifd"] = _ifd(row)
+        return rows
+
+
+def _row(example_id, n_prompt, n_response, given, alone, truncated) -> dict:
+    return {
+        "id": example_id,
+        "n_prompt_tokens": n_prompt,
+        "n_response_tokens": n_response,
+        "loss_given_prompt": given,
+        "loss_alone": alone,
+        "ifd": None,
+        "truncated": truncated,
+    }
+
+
+def _ifd(row: dict) -> float | None:
+    given, alone = row["loss_given_prompt"], row["loss_alone"]
+    if row["truncated"] or given is None or not alone:
+        return None
+    return given / alone

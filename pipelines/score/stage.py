@@ -1,0 +1,192 @@
+"""The score stage: every scorer named in the config, in order (clusters need embeddings)."""
+
+from __future__ import annotations
+
+from pipelines.config import ExperimentConfig
+from pipelines.models import loading
+from pipelines.ray_runtime import ensure_ray
+from pipelines.score import clusters, compression, embedding, model_loss, parts
+from pipelines.score.runner import Scorer, run
+
+ORDER = ("compression", "embedding", "model_loss", "clusters")
+POOL_COLUMNS = ["id", "messages"]
+
+
+def run_all(config: ExperimentConfig) -> dict:
+    """Run each configured scorer; returns {scores/<name>: manifest}."""
+    if config.score is None:
+        return {}
+    manifests = {}
+    for name in ORDER:
+        settings = getattr(config.score, name)
+        if settings is not None:
+            ensure_ray(config.ray)
+            manifests[f"scores/{name}"] = run(config.run_dir, BUILDERS[name](config, settings))
+    return manifests
+
+
+def _compression(config, settings) -> Scorer:
+    def score(files, parts_dir, progress):
+        def apply(dataset):
+            return dataset.map_batches(
+                compression.score_batch,
+                batch_format="pyarrow",
+                batch_size=4096,
+                fn_kwargs={"level": settings.level, "text": settings.text},
+            )
+
+        return parts.map_and_write(
+            files,
+            POOL_COLUMNS,
+            apply,
+            parts_dir,
+            "scores/compression",
+            settings.rows_per_part,
+            progress,
+            io_cpus=1,
+            rows_per_block=settings.rows_per_part,  # read, score and write fuse into one task
+        )
+
+    return Scorer(
+        "compression",
+        {"scorer": "compression", "level": settings.level, "text": settings.text},
+        "pool",
+        POOL_COLUMNS,
+        score,
+    )
+
+
+def _embedding(config, settings) -> Scorer:
+    location = (
+        loading.resolve(settings.model, config.models, config.run_dir).location
+        if settings.model
+        else loading.default_embedding_model()
+    )
+    fingerprint = loading.ModelRef(location).fingerprint()
+    placement = {"threads": settings.threads, "num_cpus": settings.num_cpus, "num_gpus": settings.num_gpus}
+    actor_args = {
+        "location": location,
+        "text": settings.text,
+        "batch_size": settings.batch_size,
+        "max_seq_length": settings.max_seq_length,
+        "device": settings.device,
+        "placement": placement,
+    }
+
+    def score(files, parts_dir, progress):
+        def apply(dataset):
+            return dataset.map_batches(
+                embedding.EmbeddingActor,
+                fn_constructor_kwargs=actor_args,
+                batch_format="pyarrow",
+                batch_size=settings.batch_size * 8,
+                compute=_actors(settings.concurrency),
+                num_cpus=settings.num_cpus,
+                num_gpus=settings.num_gpus,
+            )
+
+        return parts.map_and_write(
+            files,
+            POOL_COLUMNS,
+            apply,
+            parts_dir,
+            "scores/embedding",
+            settings.rows_per_part,
+            progress,
+            rows_per_block=settings.rows_per_call,
+        )
+
+    fingerprint = {
+        "scorer": "embedding",
+        "model": fingerprint,
+        "text": settings.text,
+        "max_seq_length": settings.max_seq_length,
+    }
+    return Scorer("embedding", fingerprint, "pool", POOL_COLUMNS, score)
+
+
+def _model_loss(config, settings) -> Scorer:
+    ref = loading.resolve(settings.model, config.models, config.run_dir)
+    keys = (
+        "max_length",
+        "batch_size",
+        "max_batch_tokens",
+        "template",
+        "response_marker",
+        "dtype",
+        "device",
+        "num_gpus",
+        "num_cpus",
+        "threads",
+    )
+    actor_settings = {key: getattr(settings, key) for key in keys}
+
+    def score(files, parts_dir, progress):
+        def apply(dataset):
+            return dataset.map_batches(
+                model_loss.ModelLossActor,
+                fn_constructor_args=(ref.location, ref.trust_remote_code, actor_settings),
+                batch_format="pyarrow",
+                batch_size=settings.rows_per_call,
+                compute=_actors(settings.concurrency),
+                num_cpus=settings.num_cpus,
+                num_gpus=settings.num_gpus,
+            )
+
+        return parts.map_and_write(
+            files,
+            POOL_COLUMNS,
+            apply,
+            parts_dir,
+            "scores/model_loss",
+            settings.rows_per_part,
+            progress,
+            rows_per_block=settings.rows_per_call,  # one block a call, so every actor gets work
+        )
+
+    fingerprint = {
+        "scorer": "model_loss",
+        "model": ref.fingerprint(),
+        "max_length": settings.max_length,
+        "template": settings.template,
+        "response_marker": settings.response_marker,
+        "dtype": settings.dtype,
+    }
+    return Scorer("model_loss", fingerprint, "pool", POOL_COLUMNS, score)
+
+
+def _clusters(config, settings) -> Scorer:
+    import ray
+
+    from pipelines import runs
+
+    embedding_manifest = runs.read_manifest(config.run_dir, "scores/embedding") or {"identity": {}}
+    task_settings = {
+        "k": settings.k,
+        "seed": settings.seed,
+        "iterations": settings.iterations,
+        "max_points_per_centroid": settings.max_points_per_centroid,
+        "rows_per_part": 50_000,
+    }
+
+    def score(files, parts_dir, progress):
+        task = ray.remote(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus)(clusters.fit_and_assign)
+        result = ray.get(task.remote(files, parts_dir, task_settings, max(1, int(settings.num_cpus))))
+        progress.advance(result["rows"])
+        return result["cpu_seconds"]
+
+    fingerprint = {
+        "scorer": "clusters",
+        **{k: v for k, v in task_settings.items() if k != "rows_per_part"},
+        "embedding": embedding_manifest["identity"].get("config_hash"),
+    }
+    return Scorer("clusters", fingerprint, "scores/embedding", ["id", "embedding"], score)
+
+
+def _actors(size: int):
+    import ray.data
+
+    return ray.data.ActorPoolStrategy(size=size)
+
+
+BUILDERS = {"compression": _compression, "embedding": _embedding, "model_loss": _model_loss, "clusters": _clusters}

@@ -1,0 +1,126 @@
+"""model_loss against a plain batch-of-one HF forward with masked labels, on a tiny Qwen2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipelines.models import small
+from pipelines.score import model_loss, spans
+from pipelines.score.render import split_last_response
+
+MARKER = "Assistant: "
+MAX_LENGTH = 64
+ROWS = [
+    [("user", "What is 12 + 30?"), ("assistant", "12 + 30 = 42. The answer is 42.")],
+    [("system", "Be brief."), ("user", "Name a prime above 10."), ("assistant", "11")],
+    [("user", "Q1?"), ("assistant", "A1."), ("user", "And 7 * 6?"), ("assistant", "7 * 6 = 42")],
+    [("user", "A question with no answer yet?")],
+    [("user", "Count: " + " ".join(str(i) for i in range(60))), ("assistant", "That is sixty numbers in a row.")],
+    [("user", "Short."), ("assistant", " ".join(f"step {i} is done" for i in range(30)))],
+    [("user", "Trailing spaces and café ünïcödé"), ("assistant", "Ça va, merci; 3.5 + 1.5 = 5")],
+]
+TEXTS = [" ".join(c for _, c in row) for row in ROWS] * 20 + ["The answer is 42. What is the sum?"] * 20
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = small.build(TEXTS, tmp_path_factory.mktemp("tiny"), small.SmallModelSpec(vocab_size=400))
+    settings = {
+        "device": "cpu",
+        "num_gpus": 0,
+        "num_cpus": 1,
+        "threads": 1,
+        "dtype": "float32",
+        "template": "auto",
+        "response_marker": MARKER,
+        "max_length": MAX_LENGTH,
+        "batch_size": 3,
+        "max_batch_tokens": 100,
+    }
+    return model_loss.ModelLossActor(str(folder), False, settings)
+
+
+def reference_loss(tokenizer, model, text: str, char_start: int, char_stop: int, special: bool, max_length=None):
+    """Batch of one: labels are the ids at response positions, -100 elsewhere; HF shifts.
+
+    The response's tokens are those overlapping its characters (its end-of-turn token is not).
+    Returns (loss or None when no response token fits, whether a response token was cut).
+    """
+    encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=special)
+    offsets = encoded["offset_mapping"]
+    response = [i for i, (a, b) in enumerate(offsets) if b > a and b > char_start and a < char_stop]
+    max_length = max_length or MAX_LENGTH
+    ids = encoded["input_ids"][:max_length]
+    labels = [token if i in response else -100 for i, token in enumerate(ids)]
+    cut = response[-1] >= max_length
+    if all(label == -100 for label in labels[1:]):
+        return None, cut
+    with torch.inference_mode():
+        return model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item(), cut
+
+
+def reference_row(actor, turns):
+    tokenizer, model = actor.tokenizer, actor.model
+    prompt, response = split_last_response(turns)
+    messages = [{"role": r, "content": c} for r, c in turns]
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    start = len(tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True))
+    assert full.startswith(response, start)
+    given, given_cut = reference_loss(tokenizer, model, full, start, start + len(response), special=False)
+    text = MARKER + response
+    alone, alone_cut = reference_loss(tokenizer, model, text, len(MARKER), len(text), special=True)
+    return given, alone, given_cut or alone_cut
+
+
+def test_every_row_matches_the_batch_of_one_reference(tiny):
+    results = tiny.score(
+        [[{"role": r, "content": c} for r, c in row] for row in ROWS], [str(i) for i in range(len(ROWS))]
+    )
+    assert any(r["truncated"] for r in results) and not all(r["truncated"] for r in results)
+    assert any(r["loss_given_prompt"] is None and r["n_response_tokens"] for r in results)  # prompt fills it
+    for row, result in zip(ROWS, results, strict=True):
+        if row[-1][0] != "assistant":
+            assert result["loss_given_prompt"] is None and result["n_response_tokens"] == 0
+            assert result["n_prompt_tokens"] > 0
+            continue
+        given, alone, cut = reference_row(tiny, row)
+        assert result["truncated"] == cut
+        assert result["loss_alone"] == pytest.approx(alone, abs=1e-4)
+        if given is None:
+            assert result["loss_given_prompt"] is None  # the prompt alone fills max_length
+        else:
+            assert result["loss_given_prompt"] == pytest.approx(given, abs=1e-4)
+        if result["truncated"]:
+            assert result["ifd"] is None
+        else:
+            assert result["ifd"] == pytest.approx(given / alone, rel=1e-4)
+
+
+def test_counts_come_from_one_tokenisation(tiny):
+    turns = ROWS[1]
+    span = spans.with_prompt(tiny.tokenizer, turns, use_chat_template=True)
+    (result,) = tiny.score([[{"role": r, "content": c} for r, c in turns]], ["x"])
+    assert (result["n_prompt_tokens"], result["n_response_tokens"]) == (span.start, span.stop - span.start)
+    decoded = tiny.tokenizer.decode(span.ids[span.start : span.stop])
+    assert decoded == "11"
+
+
+def test_a_token_merged_across_the_boundary_belongs_to_the_response(tiny):
+    """Re-tokenising the prefix would put the boundary elsewhere; offsets do not."""
+    span = spans.alone(tiny.tokenizer, "42", "The answer is ")
+    text = "The answer is 42"
+    encoded = tiny.tokenizer(text, return_offsets_mapping=True)
+    first = encoded["offset_mapping"][span.start]
+    assert first[1] > len("The answer is ") and encoded["input_ids"] == span.ids
+
+
+def test_padding_and_batching_do_not_change_the_numbers(tiny):
+    messages = [[{"role": r, "content": c} for r, c in row] for row in ROWS]
+    together = tiny.score(messages, [str(i) for i in range(len(ROWS))])
+    one_by_one = [tiny.score([m], [str(i)])[0] for i, m in enumerate(messages)]
+    for a, b in zip(together, one_by_one, strict=True):
+        for key in ("loss_given_prompt", "loss_alone"):
+            assert (a[key] is None) == (b[key] is None)
+            if a[key] is not None:
+                assert a[key] == pytest.approx(b[key], abs=1e-5)
