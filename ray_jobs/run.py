@@ -1,6 +1,11 @@
-"""Run an experiment on the Ray cluster this job was submitted to.
+"""Run an experiment, or some of its stages, on the Ray cluster this job was submitted to.
 
-ray job submit --working-dir . -- python -m ray_jobs.run --config configs/demo.yaml
+ray job submit --runtime-env ray_jobs/runtime_env.yaml --working-dir . -- \\
+    python -m ray_jobs.run --config configs/demo.yaml [--run-dir s3://BUCKET/runs/demo] [--stage ingest]
+
+Inside `ray job submit` (and on KubeRay), RAY_ADDRESS names the cluster and every stage
+connects to it; run anywhere else, Winnow starts an embedded local Ray. The stage modules
+beside this one (`python -m ray_jobs.ingest ...`) call `main` with their one stage.
 """
 
 from __future__ import annotations
@@ -9,28 +14,51 @@ import argparse
 import json
 import sys
 
-from pipelines import config, experiment
+SUMMARY_KEYS = ("rows_in", "rows_out", "rows_rejected", "wall_seconds")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="experiment YAML")
-    parser.add_argument("--run-dir", help="override the config's run_dir (local path or URI)")
-    parser.add_argument("--stage", action="append", help="run only this stage (repeatable)")
+def main(argv: list[str] | None = None, stages: list[str] | None = None, prog: str | None = None) -> int:
+    """Run `stages` (None: all, or those named with --stage) of the config; 0 on success, 2 on bad input."""
+    parser = _parser(prog, stages)
     args = parser.parse_args(argv)
+    chosen = stages or args.stage
+    from pipelines import config, experiment  # after parsing, so --help stays instant
+
+    unknown = [name for name in chosen or [] if name not in experiment.STAGES]
+    if unknown:
+        print(
+            f"error: stage {', '.join(unknown)} is not available in this version of Winnow; "
+            f"stages: {', '.join(experiment.STAGES)}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         loaded = config.load(args.config, args.run_dir)
     except config.ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    manifests = experiment.run(loaded, args.stage)
-    summary = {
-        name: {k: m[k] for k in ("rows_in", "rows_out", "rows_rejected", "wall_seconds")}
-        for name, m in manifests.items()
-    }
+    manifests = experiment.run(loaded, chosen)
+    summary = {table: {k: m[k] for k in SUMMARY_KEYS if k in m} for table, m in manifests.items()}
     print(json.dumps({"run_dir": loaded.run_dir, "stages": summary}, indent=2))
     return 0
 
 
+def _parser(prog: str | None, stages: list[str] | None) -> argparse.ArgumentParser:
+    if stages:
+        description = f"Run the {', '.join(stages)} stage of an experiment on the Ray cluster this job runs in."
+    else:
+        description = __doc__
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", required=True, help="experiment YAML")
+    parser.add_argument("--run-dir", help="override the config's run_dir (local path or s3://, gs:// URI)")
+    if not stages:
+        parser.add_argument("--stage", action="append", help="run only this stage (repeatable)")
+    return parser
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    from ray_jobs import launch
+
+    launch(None)

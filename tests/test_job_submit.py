@@ -101,6 +101,8 @@ def test_submitted_job_ingests_the_demo_config(ray_head, tmp_path):
         "submit",
         "--address",
         ray_head,
+        "--runtime-env",
+        "ray_jobs/runtime_env.yaml",
         "--working-dir",
         ".",
         "--",
