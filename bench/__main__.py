@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("ingest", "scoring")
+BENCHMARKS = ("ingest", "scoring", "selection")
 
 
 def main() -> None:

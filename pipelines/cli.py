@@ -19,6 +19,14 @@ console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # error lines stay whole, for people and for grep
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
+SCORES = {"scores_compression", "scores_model_loss", "scores_embedding", "scores_clusters"}
+DEMO_QUERIES = {  # what `winnow demo` prints, each when the tables it reads are there
+    "pool_by_source": {"pool"},
+    "rejects_by_reason": {"rejects"},
+    "score_summary": SCORES,
+    "selection_summary": {"selections"},
+    "selection_overlap_matrix": {"selections"},
+}
 
 
 def _load(config_path: Path, run_dir: str | None) -> config_module.ExperimentConfig:
@@ -50,6 +58,18 @@ def ingest(config: Path, run_dir: str = typer.Option(None, help="Override the co
 
 
 @app.command()
+def score(config: Path, run_dir: str = typer.Option(None, help="Override the config's run_dir.")):
+    """Build the config's small models and run its scorers (the pool must be ingested)."""
+    _run_stages(_load(config, run_dir), ["models", "score"])
+
+
+@app.command()
+def select(config: Path, run_dir: str = typer.Option(None, help="Override the config's run_dir.")):
+    """Build every selection named under `select:` (the scores they use must exist)."""
+    _run_stages(_load(config, run_dir), ["select"])
+
+
+@app.command()
 def run(
     config: Path,
     run_dir: str = typer.Option(None, help="Override the config's run_dir."),
@@ -69,11 +89,9 @@ def demo(
     _run_stages(loaded, None)
     connection = views.connect(loaded.run_dir)
     present = set(views.views(connection))
-    queries = ["pool_by_source", "rejects_by_reason"]
-    if {"scores_compression", "scores_model_loss", "scores_embedding", "scores_clusters"} <= present:
-        queries.append("score_summary")
-    for query in queries:
-        _print_result(query, *views.run_query(connection, query))
+    for query, needs in DEMO_QUERIES.items():
+        if needs <= present:
+            _print_result(query, *views.run_query(connection, query))
     console.print(f'\nQuery it: winnow sql {loaded.run_dir} "SELECT * FROM pool LIMIT 5"', highlight=False)
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Annotated, Union
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from pipelines.ingest.settings import IngestConfig
 from pipelines.models.settings import ModelSpec
 from pipelines.score.settings import ScoreConfig
+from pipelines.select.settings import SelectConfig
 from pipelines.settings import NAME_PATTERN, Strict
 
 
@@ -39,6 +40,16 @@ class ExperimentConfig(Strict):
     ingest: IngestConfig
     models: dict[str, ModelSpec] = {}  # names that scorers and trainers refer to
     score: ScoreConfig | None = None
+    select: SelectConfig = {}  # name -> selection; each becomes the table selections/<name>
+
+    @model_validator(mode="after")
+    def _start_from_earlier_selections(self):
+        names = list(self.select)
+        for index, (name, spec) in enumerate(self.select.items()):
+            start = getattr(spec, "start_from", None)
+            if start is not None and start not in names[:index]:
+                raise ValueError(f"select.{name}.start_from: {start!r} is not a selection defined before it")
+        return self
 
     @field_validator("run_dir")
     @classmethod
@@ -78,12 +89,14 @@ def explain(error: ValidationError) -> str:
         elif kind == "missing":
             lines.append(f"  {key}: required key is missing")
         elif kind == "union_tag_invalid":
-            got, tags = problem["ctx"]["tag"], problem["ctx"]["expected_tags"]
-            lines.append(f"  {key}.kind: {got!r} is not allowed; allowed: {tags}")
+            tag, got, tags = _tag_name(problem), problem["ctx"]["tag"], problem["ctx"]["expected_tags"]
+            lines.append(f"  {key}.{tag}: {got!r} is not allowed; allowed: {tags}")
         elif kind == "union_tag_not_found":
-            lines.append(f"  {key}.kind: required key is missing; allowed: 'files', 'mathematics'")
+            lines.append(f"  {key}.{_tag_name(problem)}: required key is missing")
         else:
-            lines.append(f"  {key}: {problem['msg']} (got {problem.get('input')!r})")
+            shown = problem.get("input")
+            got = "" if isinstance(shown, dict) else f" (got {shown!r})"  # a whole section says too much
+            lines.append(f"  {key}: {problem['msg']}{got}")
     return "\n".join(lines)
 
 
@@ -101,7 +114,7 @@ def _walk(loc: tuple) -> tuple[str, type[BaseModel] | None]:
             key += f".{part}"
             annotation = mapped[0]
             continue
-        tagged = [m for m in members if _kind_of(m) == part]
+        tagged = [m for m in members if part in _tags_of(m)]
         if tagged:  # pydantic puts a tagged union's tag into the location: skip it
             annotation = tagged[0]
             continue
@@ -135,8 +148,16 @@ def _item_type(annotation):
     return None
 
 
-def _kind_of(member) -> str | None:
-    if not _is_model(member) or "kind" not in member.model_fields:
-        return None
-    args = typing.get_args(member.model_fields["kind"].annotation)
-    return args[0] if len(args) == 1 else None
+TAG_FIELDS = ("kind", "method")  # the discriminators of the config's tagged unions
+
+
+def _tags_of(member) -> tuple[str, ...]:
+    """The tag values that select `member` in a tagged union (none for other types)."""
+    if not _is_model(member):
+        return ()
+    field = next((member.model_fields[f] for f in TAG_FIELDS if f in member.model_fields), None)
+    return typing.get_args(field.annotation) if field is not None else ()
+
+
+def _tag_name(problem: dict) -> str:
+    return str(problem.get("ctx", {}).get("discriminator", "kind")).strip("'")

@@ -1,17 +1,22 @@
 """DuckDB over a run folder: one view per table present, and the named queries in sql/.
 
-Views: `pool`; `rejects` (every stage's rejects together); and one view per other table
-folder, named by its path with "/" -> "_" (e.g. `scores_compression`). Paths never enter
-SQL text: views are built from relations, and queries take values as $parameters.
+Views: `pool`; `rejects` (every stage's rejects together); one view per other table
+folder, named by its path with "/" -> "_" (e.g. `scores_compression`, `selections_random`);
+`selections` (selection, id, rank: every selection together); and `manifests` (one row per
+finished table: its stage manifest's counts and seconds, and the whole manifest as JSON).
+Paths never enter SQL text: views are built from relations, and queries take values as
+$parameters.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
-from pipelines import storage
+from pipelines import runs, storage
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 SKIP = ("_work",)
@@ -35,9 +40,53 @@ def connect(run_dir: str) -> duckdb.DuckDBPyConnection:
     if not storage.is_dir(run_dir):
         raise FileNotFoundError(f"{run_dir}: no such run folder")
     connection = duckdb_connection()
-    for name, files in sorted(table_files(run_dir).items()):
+    tables = table_files(run_dir)
+    for name, files in sorted(tables.items()):
         relation(connection, files).create_view(name)
+    selections = [name for name in sorted(tables) if name.startswith(SELECTION_PREFIX)]
+    if selections:
+        _union_of_selections(connection, selections).create_view("selections")
+    connection.from_arrow(manifests(run_dir)).create_view("manifests")
     return connection
+
+
+SELECTION_PREFIX = "selections_"
+MANIFEST_COLUMNS = ("stage", "rows_in", "rows_out", "rows_rejected", "wall_seconds", "cpu_seconds", "gpu_seconds")
+
+
+def _union_of_selections(connection: duckdb.DuckDBPyConnection, names: list[str]) -> duckdb.DuckDBPyRelation:
+    """(selection, id, rank) of every selection; names enter as constants, not SQL text."""
+    parts = [
+        connection.view(name).select(
+            duckdb.ConstantExpression(name.removeprefix(SELECTION_PREFIX)).alias("selection"),
+            duckdb.ColumnExpression("id"),
+            duckdb.ColumnExpression("rank"),
+        )
+        for name in names
+    ]
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.union(part)
+    return union
+
+
+def manifests(run_dir: str) -> pa.Table:
+    """One row per finished table in the run: where it is, its manifest's figures, the manifest."""
+    base = storage.resolve(run_dir)[1].rstrip("/")
+    rows = []
+    for location in storage.list_files(run_dir, runs.MANIFEST, recursive=True):
+        folder = storage.resolve(location)[1][len(base) + 1 :].rsplit("/", 1)[0]
+        if folder.split("/")[0] in SKIP:
+            continue
+        manifest = storage.read_json(location)
+        figures = {key: manifest.get(key) for key in MANIFEST_COLUMNS}
+        rows.append({"table": folder, **figures, "manifest": json.dumps(manifest, sort_keys=True, default=str)})
+    schema = pa.schema(
+        [("table", pa.string()), ("stage", pa.string())]
+        + [(key, pa.int64() if key.startswith("rows") else pa.float64()) for key in MANIFEST_COLUMNS[1:]]
+        + [("manifest", pa.string())]
+    )
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def duckdb_connection(keep_order: bool = True) -> duckdb.DuckDBPyConnection:

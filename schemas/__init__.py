@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from schemas.pool import POOL, REJECTS, STAGED_POOL
 from schemas.scores import CLUSTERS, COMPRESSION, MODEL_LOSS, embedding
+from schemas.select import SELECTION
 
 SCHEMAS: dict[str, pa.Schema] = {
     "pool": POOL,
@@ -19,6 +20,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "scores/compression": COMPRESSION,
     "scores/model_loss": MODEL_LOSS,
     "scores/clusters": CLUSTERS,
+    "selections": SELECTION,  # every selections/<NAME>
 }
 __all__ = ["SCHEMAS", "SchemaMismatch", "check", "embedding", "empty"]
 

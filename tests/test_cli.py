@@ -46,6 +46,10 @@ def test_demo_ingests_the_generated_pool_and_the_shared_pools(demo_run):
         assert scores["rows_out"] == manifest["rows_out"], scorer
     assert (run_dir / "models" / "tiny" / "config.json").exists()
     assert "score_summary" in output
+    for name in ("random", "top_ifd", "km_ifd", "kcenter", "zip"):
+        selection = json.loads((run_dir / "selections" / name / "_SUCCESS.json").read_text())
+        assert selection["rows_out"] == 1000, name
+    assert "selection_overlap_matrix" in output and "selection_summary" in output
 
 
 def test_sql_runs_queries_named_queries_and_a_prompt(demo_run):
@@ -56,7 +60,7 @@ def test_sql_runs_queries_named_queries_and_a_prompt(demo_run):
     assert named.returncode == 0 and "reason" in named.stdout and "ingest" not in named.stdout
     prompt = winnow("sql", run_dir, stdin="SELECT 6 *\n 7 AS answer;\nSELECT nonsense;\n")
     assert (
-        "views: pool, rejects, scores_clusters" in prompt.stdout
+        "views: manifests, pool, rejects, scores_clusters" in prompt.stdout
         and "42" in prompt.stdout
         and "nonsense" in prompt.stderr
     )

@@ -1,0 +1,215 @@
+"""Selection: k-center and ZIP against their plain forms, and every SQL selector at 1M rows.
+
+- k-center: choosing 10k of 100k unit vectors (384-d, drawn around 500 random directions,
+  like sentence embeddings) with Winnow's pruned greedy; baseline: the plain greedy that
+  computes every row's distance to each new center (chunked numpy), over the same first
+  `baseline_picks` picks; both must pick the same rows.
+- ZIP: fast vs exact mode, a 2k budget from 50k generated ShareGPT rows (the ingest
+  benchmark's, rendered as JSON), K1/K2/K3 as given; speed-up and overlap of the picks.
+- SQL: each SQL selector's seconds choosing 10k rows of a 1M-row scored pool (synthetic
+  pool and score tables with the real schemas), next to the seconds DuckDB needs to read the
+  columns the selector reads (the floor any selector pays).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import schemas
+from bench.common import machine, save
+from bench.ingest import write_pool
+
+
+def unit_vectors(rows: int, dim: int, directions: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(directions, dim)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    x = centers[rng.integers(0, directions, rows)] + rng.normal(scale=0.9 / np.sqrt(dim), size=(rows, dim)).astype(
+        np.float32
+    )
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def plain_greedy(x: np.ndarray, picks: int, first: int, chunk: int = 65_536) -> list[int]:
+    nearest = np.full(len(x), np.inf, dtype=np.float32)
+    squared = (x * x).sum(axis=1)
+    chosen = [first]
+    while True:
+        c = x[chosen[-1]]
+        for start in range(0, len(x), chunk):
+            block = x[start : start + chunk]
+            d = np.sqrt(np.maximum(squared[start : start + chunk] + c @ c - 2 * block @ c, 0))
+            np.minimum(nearest[start : start + chunk], d, out=nearest[start : start + chunk])
+        nearest[chosen[-1]] = 0
+        if len(chosen) == picks:
+            return chosen
+        chosen.append(int(np.argmax(nearest)))
+
+
+def kcenter(rows: int, budget: int, baseline_picks: int) -> dict:
+    from pipelines.select import kcenter as kc
+
+    x = unit_vectors(rows, 384, 500)
+    keys = np.arange(rows, dtype=np.uint64)
+    started = time.perf_counter()
+    plain = plain_greedy(x, baseline_picks, first=0)
+    plain_seconds = time.perf_counter() - started
+    out = {"rows": rows, "budget": budget, "baseline_picks": baseline_picks, "plain_seconds": plain_seconds}
+    for dtype in ("float32", "float16"):
+        engine = kc.KCenter(x, budget, dtype=dtype)
+        started = time.perf_counter()
+        state = engine.begin([], first=0)
+        while len(state.centers) < baseline_picks:
+            engine.step(state, keys)
+        at_baseline = time.perf_counter() - started
+        if dtype == "float32":
+            assert state.centers == plain, "the pruned greedy must pick what the plain greedy picks"
+        while len(state.centers) < budget:
+            engine.step(state, keys)
+        seconds = time.perf_counter() - started
+        out[dtype] = {"seconds": seconds, "seconds_first_picks": at_baseline, "radius": engine.covering_radius()}
+    return out
+
+
+def zip_modes(pool_rows: int, budget: int, k1: int, k2: int, k3: int, workers: int) -> dict:
+    from pipelines.select import zip as zs
+
+    with tempfile.TemporaryDirectory(prefix="winnow-bench-") as tmp:
+        paths = write_pool(Path(tmp), pool_rows, seed=3)
+        rows = [
+            json.dumps(json.loads(line)["conversations"]).encode()
+            for path in paths
+            for line in path.read_text().splitlines()
+        ]
+    out = {"pool": len(rows), "budget": budget, "k": [k1, k2, k3], "workers": workers}
+    picks = {}
+    for mode in ("fast", "exact"):
+        started = time.perf_counter()
+        picks[mode] = zs.select(rows, budget, k1, k2, k3, mode=mode, workers=workers)
+        out[f"{mode}_seconds"] = time.perf_counter() - started
+    out["overlap"] = len(set(picks["fast"]) & set(picks["exact"])) / budget
+    out["identical_order"] = picks["fast"] == picks["exact"]
+    return out
+
+
+def scored_pool(folder: Path, rows: int) -> None:
+    """A 1M-row run folder: pool, model_loss, clusters and compression tables, with manifests."""
+    rng = np.random.default_rng(0)
+    ids = pa.array([f"{i:032x}" for i in rng.permutation(rows)])
+    sources = pa.array(np.array(["gsm8k", "math", "alpaca", "mathematics"])[rng.integers(0, 4, rows)])
+    tables = {
+        "pool": pa.table(
+            {
+                "id": ids,
+                "source": sources,
+                "messages": pa.array([[]] * rows, schemas.SCHEMAS["pool"].field("messages").type),
+                "reference": pa.nulls(rows, pa.string()),
+                "meta": pa.nulls(rows, pa.string()),
+            },
+            schema=schemas.SCHEMAS["pool"],
+        ),
+        "scores/model_loss": pa.table(
+            {
+                "id": ids,
+                "n_prompt_tokens": rng.integers(5, 500, rows).astype(np.int32),
+                "n_response_tokens": rng.integers(1, 2000, rows).astype(np.int32),
+                "loss_given_prompt": rng.gamma(2, 0.5, rows),
+                "loss_alone": rng.gamma(2, 0.6, rows),
+                "ifd": np.where(rng.random(rows) < 0.02, np.nan, rng.gamma(8, 0.1, rows)),
+                "truncated": rng.random(rows) < 0.03,
+            },
+            schema=schemas.SCHEMAS["scores/model_loss"],
+        ),
+        "scores/clusters": pa.table(
+            {"id": ids, "cluster": rng.integers(0, 1000, rows).astype(np.int32), "distance": rng.random(rows)},
+            schema=schemas.SCHEMAS["scores/clusters"],
+        ),
+    }
+    for name, table in tables.items():
+        (folder / name).mkdir(parents=True)
+        pq.write_table(table, folder / name / "part-00000.parquet", row_group_size=65_536)
+        (folder / name / "_SUCCESS.json").write_text(json.dumps({"identity": {"config_hash": name}, "rows_out": rows}))
+
+
+SQL_SPECS = {
+    "random": {"method": "random"},
+    "top_k ifd": {"method": "top_k", "score": "model_loss.ifd"},
+    "bottom_k loss, filtered": {
+        "method": "bottom_k",
+        "score": "model_loss.loss_given_prompt",
+        "where": [
+            {"column": "model_loss.ifd", "op": "<", "value": 1},
+            {"column": "model_loss.truncated", "op": "=", "value": False},
+            {"column": "model_loss.n_response_tokens", "op": "between", "value": [16, 1024]},
+        ],
+    },
+    "source quotas": {
+        "method": "random",
+        "allocation": "source_quotas",
+        "quotas": {"gsm8k": 0.25, "math": 0.25, "alpaca": 0.25, "mathematics": 0.25},
+    },
+    "km ifd (clusters_equal)": {"method": "top_k", "score": "model_loss.ifd", "allocation": "clusters_equal"},
+    "clusters_proportional": {"method": "top_k", "score": "model_loss.ifd", "allocation": "clusters_proportional"},
+}
+
+
+def sql_selectors(rows: int, budget: int) -> dict:
+    from pipelines import views
+    from pipelines.select import ranked
+    from pipelines.select.settings import Ranked
+
+    with tempfile.TemporaryDirectory(prefix="winnow-bench-") as tmp:
+        scored_pool(Path(tmp), rows)
+        connection = views.connect(tmp)
+        started = time.perf_counter()
+        connection.execute(
+            "SELECT count(*), sum(l.ifd), count(DISTINCT c.cluster) FROM pool p "
+            "JOIN scores_model_loss l USING (id) JOIN scores_clusters c USING (id)"
+        ).fetchall()
+        floor = time.perf_counter() - started
+        out = {"rows": rows, "budget": budget, "read_floor_seconds": floor}
+        for name, spec in SQL_SPECS.items():
+            started = time.perf_counter()
+            table = ranked.select(connection, Ranked(budget=budget, **spec), budget)
+            out[name] = {"seconds": time.perf_counter() - started, "rows": table.num_rows}
+    return out
+
+
+def main(quick: bool = False) -> None:
+    print(f"selection benchmark on {machine()}")
+    results = {}
+    sizes = (20_000, 2_000, 500) if quick else (100_000, 10_000, 1_000)
+    results["kcenter"] = r = kcenter(*sizes)
+    ratio = r["plain_seconds"] / r["float32"]["seconds_first_picks"]
+    print(
+        f"  k-center, {r['budget']:,} of {r['rows']:,} vectors: float32 {r['budget'] / r['float32']['seconds']:,.0f} "
+        f"picks/s ({r['float32']['seconds']:.1f} s), float16 {r['budget'] / r['float16']['seconds']:,.0f} picks/s; "
+        f"first {r['baseline_picks']:,} picks x{ratio:.1f} faster than the plain greedy (same picks)"
+    )
+    zip_sizes = (5_000, 300, 1_000, 100, 50) if quick else (50_000, 2_000, 2_000, 200, 100)
+    results["zip"] = r = zip_modes(*zip_sizes, workers=2)
+    print(
+        f"  ZIP, {r['budget']:,} of {r['pool']:,} rows, K1/K2/K3 {r['k']}: fast {r['fast_seconds']:.1f} s, exact "
+        f"{r['exact_seconds']:.1f} s: x{r['exact_seconds'] / r['fast_seconds']:.1f} (target >= 20); overlap "
+        f"{r['overlap']:.0%} (target >= 90%), same order: {r['identical_order']}"
+    )
+    rows = 100_000 if quick else 1_000_000
+    results["sql"] = r = sql_selectors(rows, 10_000)
+    print(
+        f"  SQL selectors, 10,000 of {rows:,} scored rows (reading the columns alone: {r['read_floor_seconds']:.2f} s):"
+    )
+    for name in SQL_SPECS:
+        print(f"    {name:<26} {r[name]['seconds']:6.2f} s")
+    print(f"  results: {save('selection', results)}")
+
+
+if __name__ == "__main__":
+    main(quick="--quick" in sys.argv)
