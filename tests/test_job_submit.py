@@ -14,6 +14,7 @@ import urllib.request
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from tests.conftest import BIN, REPO, cli_env
 
@@ -130,3 +131,29 @@ def test_submitted_job_ingests_the_demo_config(ray_head, tmp_path):
     # optional file sources are skipped and the pool is the 20,000 generated rows, deduplicated.
     assert set(pool["source"].to_pylist()) == {"mathematics"}
     assert manifest["sources"]["mathematics"]["rows_in"] == 20_000
+
+
+def test_submitted_job_scores_and_selects_with_the_demo_settings(ray_head, tmp_path):
+    """The demo's models, scorers and selections as one job, on a pool small enough for a test."""
+    document = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    document["ingest"]["sources"] = [{"kind": "mathematics", "rows": 1500, "seed": 0}]
+    document["models"]["tiny"]["build"]["train_rows"] = 1500
+    for selection in document["select"].values():
+        selection["budget"] = 100
+    config = tmp_path / "demo-small.yaml"
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    run_dir = tmp_path / "run"
+    stages = [flag for stage in ("ingest", "models", "score", "select") for flag in ("--stage", stage)]
+    submit = [str(BIN / "ray"), "job", "submit", "--address", ray_head, "--runtime-env", "ray_jobs/runtime_env.yaml"]
+    submit += ["--working-dir", ".", "--", "python", "-m", "ray_jobs.run", "--config", str(config)]
+    submit += ["--run-dir", str(run_dir), *stages]
+    done = subprocess.run(
+        submit, cwd=REPO, env=cli_env(RAY_AUTH_MODE="token"), capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    rows = json.loads((run_dir / "pool" / "_SUCCESS.json").read_text())["rows_out"]
+    for scorer in ("compression", "embedding", "model_loss", "clusters"):
+        assert pq.read_table(run_dir / "scores" / scorer).num_rows == rows, scorer
+    for name in document["select"]:
+        assert pq.read_table(run_dir / "selections" / name).num_rows == 100, name
