@@ -1,8 +1,9 @@
 """Paths and files for run folders and inputs: local paths or object-store URIs (s3://, gs://).
 
 Everything goes through pyarrow filesystems, so a stage reads and writes the same way on a
-laptop and on a cluster. Credentials come from the environment (AWS_*, GOOGLE_*), never
-from configs. A local path is returned absolute.
+laptop and on a cluster: pyarrow's own for local paths, s3:// and gs://, and fsspec's for
+any other scheme it knows (az://, hf://, memory://, ...). Credentials come from the
+environment (AWS_*, GOOGLE_*, AZURE_*), never from configs. A local path is returned absolute.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ def is_uri(location: str) -> bool:
 
 @lru_cache(maxsize=64)
 def _filesystem_for(scheme_and_host: str) -> pafs.FileSystem:
-    return pafs.FileSystem.from_uri(scheme_and_host)[0]
+    try:
+        return pafs.FileSystem.from_uri(scheme_and_host)[0]
+    except (pa.ArrowInvalid, ValueError):  # no pyarrow filesystem for the scheme: fsspec's, if it has one
+        import fsspec
+
+        scheme = scheme_and_host.split("://", 1)[0]
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fsspec.filesystem(scheme)))
 
 
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
@@ -48,8 +55,8 @@ def join(base: str, *parts: str) -> str:
 
 def to_location(template: str, path: str) -> str:
     """Rebuild a location for `path` in the same filesystem as `template`."""
-    if is_uri(template):
-        return f"{template.split('://', 1)[0]}://{path}"
+    if is_uri(template):  # some fsspec filesystems list "/bucket/key"; URIs name "bucket/key"
+        return f"{template.split('://', 1)[0]}://{path.lstrip('/')}"
     return path
 
 
@@ -87,7 +94,8 @@ def move(source: str, destination: str) -> None:
         fs.move(source_path, destination_path)
         return
     for info in _files_under(fs, source_path):  # object stores cannot rename a "folder"
-        fs.copy_file(info.path, destination_path + info.path[len(source_path) :])
+        relative = info.path.lstrip("/")[len(source_path.lstrip("/")) :]
+        fs.copy_file(info.path, destination_path + relative)
     fs.delete_dir(source_path)
 
 
@@ -115,7 +123,8 @@ def file_infos(location: str) -> list[pafs.FileInfo]:
     pattern = glob_to_regex(path)
     if fs.get_file_info(static).type != pafs.FileType.Directory:
         return []
-    return sorted((i for i in _files_under(fs, static) if pattern.fullmatch(i.path)), key=lambda i: i.path)
+    found = (i for i in _files_under(fs, static) if pattern.fullmatch(i.path) or pattern.fullmatch(i.path.lstrip("/")))
+    return sorted(found, key=lambda i: i.path)
 
 
 def _files_under(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:

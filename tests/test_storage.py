@@ -36,3 +36,22 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
     storage.write_json_atomic({"a": 1}, str(tmp_path / "t" / "m.json"))
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["m.json", "p.parquet"]
     assert storage.read_json(str(tmp_path / "t" / "m.json")) == {"a": 1}
+
+
+def test_schemes_pyarrow_lacks_go_through_fsspec():
+    """memory:// is fsspec's in-process filesystem: the same code path az:// or hf:// take."""
+    from pipelines import runs, views
+
+    run_dir = "memory://bucket/run-fsspec"
+    table = pa.table({"id": ["a", "b", "c"], "source": ["x", "x", "y"]})
+    storage.write_parquet_atomic(table, storage.join(run_dir, "_work", "pool", "part-0.parquet"))
+    storage.move(storage.join(run_dir, "_work", "pool"), storage.join(run_dir, "pool"))
+    storage.write_json_atomic({"stage": "ingest", "rows_out": 3}, storage.join(run_dir, "pool", runs.MANIFEST))
+    assert storage.list_files(run_dir, ".parquet", recursive=True) == [f"{run_dir}/pool/part-0.parquet"]
+    assert [i.size > 0 for i in storage.file_infos(f"{run_dir}/pool/*.parquet")] == [True]
+    connection = views.connect(run_dir)
+    assert connection.execute("SELECT source, count(*) FROM pool GROUP BY 1 ORDER BY 1").fetchall() == [
+        ("x", 2),
+        ("y", 1),
+    ]
+    assert connection.execute("SELECT rows_out FROM manifests").fetchall() == [(3,)]
