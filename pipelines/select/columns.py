@@ -42,7 +42,7 @@ def selectable() -> dict[str, pa.DataType]:
     for table, schema in schemas.SCHEMAS.items():
         if table.startswith("scores/"):
             for field in schema:
-                if field.name not in NOT_SELECTABLE:
+                if field.name not in NOT_SELECTABLE and not pa.types.is_nested(field.type):  # scalars only
                     found[f"{table.removeprefix('scores/')}.{field.name}"] = field.type
     return found
 
