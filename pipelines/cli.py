@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines import config as config_module
-from pipelines import experiment, ray_runtime, views
+from pipelines import experiment, ray_runtime, storage, views
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Score, select and train on instruction data, on Ray."
@@ -93,6 +93,21 @@ def demo(
         if needs <= present:
             _print_result(query, *views.run_query(connection, query))
     console.print(f'\nQuery it: winnow sql {loaded.run_dir} "SELECT * FROM pool LIMIT 5"', highlight=False)
+    report = storage.join(loaded.run_dir, "report", "index.html")
+    if storage.exists(report):
+        console.print(f"The report: {report}", highlight=False)
+
+
+@app.command()
+def report(run: str = typer.Argument(..., help="A run folder.")):
+    """Write RUN/report/index.html (results table and plots) and RUN/results."""
+    from pipelines.report import stage as report_stage
+
+    try:
+        report_stage.build(run)
+    except FileNotFoundError as error:
+        errors.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 @app.command()

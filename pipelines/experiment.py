@@ -8,6 +8,7 @@ from pipelines.config import ExperimentConfig
 from pipelines.ingest import stage as ingest_stage
 from pipelines.models import stage as models_stage
 from pipelines.score import stage as score_stage
+from pipelines.report import stage as report_stage
 from pipelines.select import stage as select_stage
 
 # Each stage returns {table it wrote: that table's manifest}, in dependency order.
@@ -16,6 +17,7 @@ STAGES: dict[str, Callable[[ExperimentConfig], dict[str, dict]]] = {
     "models": models_stage.run,
     "score": score_stage.run_all,
     "select": select_stage.run,
+    "report": report_stage.run,
 }
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from schemas.evaluate import EVAL_SUMMARY
 from schemas.pool import POOL, REJECTS, STAGED_POOL
+from schemas.report import RESULTS
 from schemas.scores import CLUSTERS, COMPRESSION, MODEL_LOSS, embedding
 from schemas.select import SELECTION
+from schemas.train import TRAIN_DATA, TRAIN_METRICS
 
 SCHEMAS: dict[str, pa.Schema] = {
     "pool": POOL,
@@ -21,6 +24,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     "scores/model_loss": MODEL_LOSS,
     "scores/clusters": CLUSTERS,
     "selections": SELECTION,  # every selections/<NAME>
+    "results": RESULTS,
+    "train_metrics": TRAIN_METRICS,  # every train_metrics/<ARM>
+    "train_data": TRAIN_DATA,
+    "eval_summary": EVAL_SUMMARY,
 }
 __all__ = ["SCHEMAS", "SchemaMismatch", "check", "embedding", "empty"]
 
