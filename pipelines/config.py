@@ -21,6 +21,7 @@ from pipelines.ingest.settings import IngestConfig
 from pipelines.models.settings import ModelSpec
 from pipelines.score.settings import ScoreConfig
 from pipelines.select.settings import SelectConfig
+from pipelines.train.settings import TrainConfig
 from pipelines.settings import NAME_PATTERN, Strict
 
 
@@ -41,6 +42,7 @@ class ExperimentConfig(Strict):
     models: dict[str, ModelSpec] = {}  # names that scorers and trainers refer to
     score: ScoreConfig | None = None
     select: SelectConfig = {}  # name -> selection; each becomes the table selections/<name>
+    train: TrainConfig | None = None  # arms (fine-tuning runs) and warm-up models
 
     @model_validator(mode="after")
     def _start_from_earlier_selections(self):

@@ -10,6 +10,7 @@ from pipelines.models import stage as models_stage
 from pipelines.score import stage as score_stage
 from pipelines.report import stage as report_stage
 from pipelines.select import stage as select_stage
+from pipelines.train import stage as train_stage
 
 # Each stage returns {table it wrote: that table's manifest}, in dependency order.
 STAGES: dict[str, Callable[[ExperimentConfig], dict[str, dict]]] = {
@@ -17,6 +18,7 @@ STAGES: dict[str, Callable[[ExperimentConfig], dict[str, dict]]] = {
     "models": models_stage.run,
     "score": score_stage.run_all,
     "select": select_stage.run,
+    "train": train_stage.run,
     "report": report_stage.run,
 }
 

@@ -50,6 +50,10 @@ def test_demo_ingests_the_generated_pool_and_the_shared_pools(demo_run):
         selection = json.loads((run_dir / "selections" / name / "_SUCCESS.json").read_text())
         assert selection["rows_out"] == 1000, name
     assert "selection_overlap_matrix" in output and "selection_summary" in output
+    for arm in ("sft_random", "sft_top_ifd"):
+        trained = json.loads((run_dir / "models" / arm / "_SUCCESS.json").read_text())
+        assert trained["steps"] == 30 and (run_dir / "models" / arm / "config.json").exists(), arm
+    assert (run_dir / "report" / "index.html").exists() and "The report:" in output
 
 
 def test_sql_runs_queries_named_queries_and_a_prompt(demo_run):

@@ -50,7 +50,7 @@ def test_defaults(tmp_path):
             {"ingest": {"sources": [{"kind": "mathematics", "rows": 1}, {"kind": "mathematics", "rows": 2}]}},
             "source names must be unique; repeated: ['mathematics']",
         ),
-        ({"rayy": {}}, "rayy: unknown key; allowed here: name, run_dir, ray, ingest, models, score, select"),
+        ({"rayy": {}}, "rayy: unknown key; allowed here: name, run_dir, ray, ingest, models, score, select, train"),
         ({"name": None}, "name: Input should be a valid string"),
         (
             {"models": {"tiny": {"build": {"vocab_sise": 1}}}},

@@ -1,0 +1,168 @@
+"""The `train:` section: arms (fine-tuning runs) and warm-up models.
+
+An arm names a base model, one data reference and a preset; any field left unset takes the
+preset's value. `resolve(arm)` gives the flat settings a run uses (and its identity hashes).
+
+Presets reproduce the two studies' recipes (../shared/METHODS.md):
+- `cft`: lr 5e-6, 1 epoch, global batch 512, cut-off 2048, warm-up 0.1 (Critique Fine-Tuning);
+- `selection`: lr 7e-6, 3 epochs, global batch 128, cut-off 4096, warm-up 0.01, weight decay
+  0.1 (the data-selection study);
+- `none`: plain defaults for small runs.
+Both studies use AdamW with a cosine schedule after a linear warm-up.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pipelines.settings import NAME_PATTERN, Strict
+
+PRESETS: dict[str, dict] = {
+    "cft": {
+        "lr": 5e-6,
+        "epochs": 1,
+        "global_batch": 512,
+        "max_length": 2048,
+        "warmup_ratio": 0.1,
+        "weight_decay": 0.0,
+    },
+    "selection": {
+        "lr": 7e-6,
+        "epochs": 3,
+        "global_batch": 128,
+        "max_length": 4096,
+        "warmup_ratio": 0.01,
+        "weight_decay": 0.1,
+    },
+    "none": {
+        "lr": 1e-5,
+        "epochs": 1,
+        "global_batch": 32,
+        "max_length": 2048,
+        "warmup_ratio": 0.03,
+        "weight_decay": 0.0,
+    },
+}
+RECIPE_KEYS = tuple(PRESETS["none"])
+
+
+class LoraSettings(Strict):
+    r: int = Field(default=16, gt=0)
+    alpha: int = Field(default=32, gt=0)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    targets: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]  # module names peft wraps
+
+
+class SelectCheckpoint(Strict):
+    """Which checkpoint becomes models/<ARM>: the best by `metric` among those validated.
+
+    `validation` is a callable "module:function" run by Ray Train on every checkpoint it saves
+    (`fn(checkpoint, **validation_kwargs) -> {metric: value}`, see pipelines/train/validate.py);
+    None uses the built-in held-out loss, which reports `val_loss`.
+    """
+
+    metric: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    keep: int = Field(default=3, gt=0)  # checkpoints kept on storage, best first (the latest is always kept)
+    validation: str | None = Field(default=None, pattern=r"^[\w.]+:\w+$")
+    validation_kwargs: dict = {}
+    num_cpus: float = Field(default=1, gt=0)  # Ray resources of one validation task
+    num_gpus: float = Field(default=0, ge=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _metric_has_a_source(self):
+        if self.validation is None and self.metric != "val_loss":
+            raise ValueError(f"metric {self.metric!r} needs a `validation` callable; the built-in one gives val_loss")
+        return self
+
+
+class TrainRun(Strict):
+    """Everything about one fine-tuning run except its data."""
+
+    model: str  # base model: a `models:` name, an arm or warm-up name, a checkpoint folder, or a hub name
+    preset: Literal["cft", "selection", "none"] = "none"
+    lr: float | None = Field(default=None, gt=0)
+    epochs: int | None = Field(default=None, gt=0)
+    global_batch: int | None = Field(default=None, gt=0)  # sequences an optimizer step, over all workers
+    micro_batch: int = Field(default=1, gt=0)  # sequences a forward pass on one worker
+    max_length: int | None = Field(default=None, gt=1)  # cut-off, in tokens
+    warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
+    weight_decay: float | None = Field(default=None, ge=0)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    packing: bool = False  # several examples a sequence (global_batch then counts packed sequences)
+    template: Literal["auto", "chat", "plain"] = "auto"  # auto: the tokenizer's chat template if it has one
+    lora: LoraSettings | None = None
+    fsdp: bool = False  # shard parameters, gradients and optimizer state (FSDP2) instead of DDP
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: fp32 on CPU, bf16 autocast on GPU
+    gradient_checkpointing: bool = False
+    checkpoint_every_steps: int = Field(default=100, gt=0)  # and always at the last step
+    keep_checkpoints: int = Field(default=2, gt=0)  # the latest ones; select_checkpoint.keep when set
+    select_checkpoint: SelectCheckpoint | None = None
+    validation_rows: int = Field(default=0, ge=0)  # held out of training for val_loss
+    num_workers: int = Field(default=1, gt=0)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(default=1, gt=0)
+    torch_threads: int | None = Field(default=None, gt=0)  # CPU workers; default: their CPUs
+    max_failures: int = Field(default=3, ge=-1)  # worker failures survived (resuming from the last checkpoint)
+    seed: int = 0
+    max_steps: int | None = Field(default=None, gt=0)  # stop early (demos); the schedule spans these steps
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        select = self.select_checkpoint
+        if select is not None and select.validation is None and self.validation_rows == 0:
+            raise ValueError("select_checkpoint by val_loss needs validation_rows > 0")
+        if self.fsdp and self.num_workers == 1:
+            raise ValueError("fsdp needs num_workers > 1")
+        global_batch = self.global_batch or PRESETS[self.preset]["global_batch"]
+        if global_batch % self.num_workers:
+            raise ValueError(f"global_batch {global_batch} is not a multiple of num_workers {self.num_workers}")
+        return self
+
+
+class ArmConfig(TrainRun):
+    data: str  # "selection:<NAME>", "cft", or a path/glob of Parquet or JSON Lines files with `messages`
+
+    @field_validator("data")
+    @classmethod
+    def _data_reference(cls, data: str) -> str:
+        if data.startswith("selection:") and not data.removeprefix("selection:"):
+            raise ValueError("selection:<NAME> needs a selection name")
+        return data
+
+
+class WarmupConfig(TrainRun):
+    """A short SFT on a sample of the pool (the IFD method scores with such a model)."""
+
+    rows: int = Field(default=1000, gt=0)
+    sample: Literal["random", "clusters"] = "random"  # clusters: equal shares of scores/clusters
+
+
+class TrainConfig(Strict):
+    arms: dict[str, ArmConfig] = {}
+    warmup: dict[str, WarmupConfig] = {}
+
+    @model_validator(mode="after")
+    def _names(self):
+        import re
+
+        for name in [*self.arms, *self.warmup]:
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"name {name!r} must match {NAME_PATTERN}")
+        shared = sorted(set(self.arms) & set(self.warmup))
+        if shared:
+            raise ValueError(f"names used by both arms and warmup: {shared} (both write models/<name>)")
+        return self
+
+
+def resolve(run: TrainRun) -> dict:
+    """The flat settings of a run: preset values filled in, nothing left None that has a default."""
+    settings = run.model_dump(mode="json")
+    preset = PRESETS[run.preset]
+    for key in RECIPE_KEYS:
+        if settings[key] is None:
+            settings[key] = preset[key]
+    return settings
