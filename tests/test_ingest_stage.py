@@ -181,7 +181,7 @@ def test_views_answer_questions_about_the_run(ray_local, tmp_path, inputs):
     root, _ = inputs
     _ingest(tmp_path, root)
     connection = views.connect(str(tmp_path / "run"))
-    assert views.views(connection) == ["pool", "rejects"]
+    assert views.views(connection) == ["manifests", "pool", "rejects"]
     columns, rows = views.run_query(connection, "pool_by_source")
     assert columns[:2] == ["source", "rows"] and dict(r[:2] for r in rows)["generated"] == 30
     _, rows = views.run_query(
