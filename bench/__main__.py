@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("ingest", "scoring", "selection", "training")
+BENCHMARKS = ("ingest", "scoring", "costly", "selection", "generation", "training")
 
 
 def main() -> None:

@@ -26,6 +26,8 @@ DEMO_QUERIES = {  # what `winnow demo` prints, each when the tables it reads are
     "score_summary": SCORES,
     "selection_summary": {"selections"},
     "selection_overlap_matrix": {"selections"},
+    "critique_summary": {"critiques", "cft"},
+    "accuracy": {"eval_summary"},
 }
 
 
@@ -67,6 +69,25 @@ def score(config: Path, run_dir: str = typer.Option(None, help="Override the con
 def select(config: Path, run_dir: str = typer.Option(None, help="Override the config's run_dir.")):
     """Build every selection named under `select:` (the scores they use must exist)."""
     _run_stages(_load(config, run_dir), ["select"])
+
+
+@app.command()
+def critique(config: Path, run_dir: str = typer.Option(None, help="Override the config's run_dir.")):
+    """Write candidate answers, teacher critiques and CFT examples (`critique:`)."""
+    _run_stages(_load(config, run_dir), ["models", "critique"])
+
+
+@app.command()
+def train(config: Path, run_dir: str = typer.Option(None, help="Override the config's run_dir.")):
+    """Train every arm under `train:` that is not trained yet."""
+    _run_stages(_load(config, run_dir), ["models", "train"])
+
+
+@app.command("eval", hidden=True)  # DESIGN.md's name for it
+@app.command()
+def evaluate(config: Path, run_dir: str = typer.Option(None, help="Override the config's run_dir.")):
+    """Evaluate every trained arm and its base model on the benchmarks under `evaluate:`."""
+    _run_stages(_load(config, run_dir), ["models", "evaluate"])
 
 
 @app.command()

@@ -17,12 +17,14 @@ from typing import Annotated, Union
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from pipelines.critique.settings import CritiqueConfig
+from pipelines.evaluate.settings import EvaluateConfig
 from pipelines.ingest.settings import IngestConfig
 from pipelines.models.settings import ModelSpec
 from pipelines.score.settings import ScoreConfig
 from pipelines.select.settings import SelectConfig
-from pipelines.train.settings import TrainConfig
 from pipelines.settings import NAME_PATTERN, Strict
+from pipelines.train.settings import TrainConfig
 
 
 class ConfigError(ValueError):
@@ -42,7 +44,9 @@ class ExperimentConfig(Strict):
     models: dict[str, ModelSpec] = {}  # names that scorers and trainers refer to
     score: ScoreConfig | None = None
     select: SelectConfig = {}  # name -> selection; each becomes the table selections/<name>
+    critique: CritiqueConfig | None = None  # candidates, teacher critiques, CFT examples
     train: TrainConfig | None = None  # arms (fine-tuning runs) and warm-up models
+    evaluate: EvaluateConfig | None = None  # benchmarks every arm (and each base model) answers
 
     @model_validator(mode="after")
     def _start_from_earlier_selections(self):

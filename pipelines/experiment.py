@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pipelines import storage
 from pipelines.config import ExperimentConfig
+from pipelines.critique import stage as critique_stage
+from pipelines.evaluate import stage as evaluate_stage
 from pipelines.ingest import stage as ingest_stage
 from pipelines.models import stage as models_stage
-from pipelines.score import stage as score_stage
 from pipelines.report import stage as report_stage
+from pipelines.score import stage as score_stage
 from pipelines.select import stage as select_stage
 from pipelines.train import stage as train_stage
 
@@ -18,9 +21,19 @@ STAGES: dict[str, Callable[[ExperimentConfig], dict[str, dict]]] = {
     "models": models_stage.run,
     "score": score_stage.run_all,
     "select": select_stage.run,
+    "critique": critique_stage.run,
     "train": train_stage.run,
+    "evaluate": lambda config: evaluate_stage.run(config, evaluation_arms(config)),
     "report": report_stage.run,
 }
+
+
+def evaluation_arms(config: ExperimentConfig) -> dict[str, str]:
+    """What the evaluate stage compares: each trained arm, and the base model it started from."""
+    arms = config.train.arms if config.train is not None else {}
+    bases = {f"base-{arm.model}": arm.model for arm in arms.values() if arm.model in config.models}
+    trained = {name: storage.join(config.run_dir, "models", name) for name in arms}
+    return {**dict(sorted(bases.items())), **trained}
 
 
 def run(config: ExperimentConfig, only: list[str] | None = None) -> dict[str, dict]:

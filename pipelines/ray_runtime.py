@@ -21,6 +21,9 @@ def ensure_ray(config: RayConfig) -> None:
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
+        # An embedded Ray's workers inherit this environment: keep vLLM's per-request INFO
+        # lines out of the stage progress (a user's own setting wins).
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
         ray.init(
             num_cpus=config.num_cpus,
             include_dashboard=False,

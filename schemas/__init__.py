@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from schemas.evaluate import EVAL_SUMMARY
+from schemas.critique import CANDIDATES, CFT, CRITIQUES
+from schemas.evaluate import EVAL_RESULTS, EVAL_SUMMARY
 from schemas.pool import POOL, REJECTS, STAGED_POOL
 from schemas.report import RESULTS
-from schemas.scores import CLUSTERS, COMPRESSION, MODEL_LOSS, embedding
+from schemas.scores import CLUSTERS, COMPRESSION, LESS, MODEL_LOSS, SELECTIT, embedding
 from schemas.select import SELECTION
 from schemas.train import TRAIN_DATA, TRAIN_METRICS
 
@@ -23,10 +24,16 @@ SCHEMAS: dict[str, pa.Schema] = {
     "scores/compression": COMPRESSION,
     "scores/model_loss": MODEL_LOSS,
     "scores/clusters": CLUSTERS,
+    "scores/selectit": SELECTIT,
+    "scores/less": LESS,
     "selections": SELECTION,  # every selections/<NAME>
+    "candidates": CANDIDATES,
+    "critiques": CRITIQUES,
+    "cft": CFT,
     "results": RESULTS,
     "train_metrics": TRAIN_METRICS,  # every train_metrics/<ARM>
     "train_data": TRAIN_DATA,
+    "eval": EVAL_RESULTS,  # every eval/<ARM>/<BENCH>
     "eval_summary": EVAL_SUMMARY,
 }
 __all__ = ["SCHEMAS", "SchemaMismatch", "check", "embedding", "empty"]

@@ -40,3 +40,33 @@ def embedding(dim: int) -> pa.Schema:
             pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False),
         ]
     )
+
+
+# SelectIT (scores/selectit). Lists run over the configured models (in config order) and,
+# inside, over the rating prompts (the prompt file's first k lines); ratings are 1..5.
+SELECTIT = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("selectit", pa.float64()),  # model level: the weighted mix of the models' sentence scores
+        pa.field("selectit_sentence", pa.float64()),  # sentence level, first model: mean / (1 + alpha x std)
+        pa.field("selectit_token", pa.float64()),  # token level, first model, first prompt
+        pa.field("model_sentence", pa.list_(pa.float64())),  # [model] sentence-level score
+        pa.field("token_scores", pa.list_(pa.list_(pa.float64()))),  # [model][prompt] token-level score
+        pa.field("rating_probs", pa.list_(pa.list_(pa.list_(pa.float32(), 5)))),  # [model][prompt][rating - 1]
+        pa.field("rating_mass", pa.list_(pa.list_(pa.float32()))),  # [model][prompt] probability on the digits
+        pa.field("truncated", pa.bool_(), nullable=False),  # a rating prompt lost response text to max_length
+    ]
+)
+
+# LESS (scores/less). `less` is the max over the configured target sets (the reference's
+# aggregation over a target's subtasks); the lists follow the manifest's `targets` order.
+LESS = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("less", pa.float64()),  # max over target sets of sum_c lr_c x mean cosine
+        pa.field("less_by_target", pa.list_(pa.float64())),  # [target] sum_c lr_c x mean cosine
+        pa.field("mean_cosine", pa.list_(pa.list_(pa.float64()))),  # [checkpoint][target] mean cosine
+        pa.field("n_loss_tokens", pa.int32(), nullable=False),  # tokens the gradient's loss covers
+        pa.field("truncated", pa.bool_(), nullable=False),  # the example was cut to max_length
+    ]
+)

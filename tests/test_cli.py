@@ -10,10 +10,10 @@ import yaml
 
 from tests.conftest import BIN, REPO, cli_env
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(2700)]  # the demo runs in the first test's setup
 
 
-def winnow(*args, stdin: str | None = None, cwd=REPO):
+def winnow(*args, stdin: str | None = None, cwd=REPO, timeout: float = 600):
     return subprocess.run(
         [str(BIN / "winnow"), *map(str, args)],
         cwd=cwd,
@@ -21,14 +21,14 @@ def winnow(*args, stdin: str | None = None, cwd=REPO):
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, shared_data):
     run_dir = tmp_path_factory.mktemp("demo") / "run"
-    done = winnow("demo", "--run-dir", run_dir)
+    done = winnow("demo", "--run-dir", run_dir, timeout=2400)  # ~15 min on 2 quiet cores; CI may be busier
     assert done.returncode == 0, done.stdout + done.stderr
     return run_dir, done.stdout
 
@@ -50,9 +50,17 @@ def test_demo_ingests_the_generated_pool_and_the_shared_pools(demo_run):
         selection = json.loads((run_dir / "selections" / name / "_SUCCESS.json").read_text())
         assert selection["rows_out"] == 1000, name
     assert "selection_overlap_matrix" in output and "selection_summary" in output
-    for arm in ("sft_random", "sft_top_ifd"):
+    critique = json.loads((run_dir / "cft" / "_SUCCESS.json").read_text())
+    assert critique["candidates"]["asked"] == 96  # 48 questions x 2 answers
+    assert critique["rows_out"] + critique["rows_rejected"] == 96 and critique["rows_out"] > 0
+    assert "critique_summary" in output
+    for arm in ("sft_random", "sft_top_ifd", "cft"):
         trained = json.loads((run_dir / "models" / arm / "_SUCCESS.json").read_text())
         assert trained["steps"] == 30 and (run_dir / "models" / arm / "config.json").exists(), arm
+    evaluated = json.loads((run_dir / "eval_summary" / "_SUCCESS.json").read_text())
+    assert evaluated["rows_out"] > 0 and "accuracy" in output
+    for arm in ("base-tiny", "sft_random", "sft_top_ifd", "cft"):
+        assert (run_dir / "eval" / arm / "mathematics_heldout").is_dir(), arm
     assert (run_dir / "report" / "index.html").exists() and "The report:" in output
 
 

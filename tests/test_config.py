@@ -1,3 +1,4 @@
+import shlex
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,11 @@ def test_defaults(tmp_path):
             {"ingest": {"sources": [{"kind": "mathematics", "rows": 1}, {"kind": "mathematics", "rows": 2}]}},
             "source names must be unique; repeated: ['mathematics']",
         ),
-        ({"rayy": {}}, "rayy: unknown key; allowed here: name, run_dir, ray, ingest, models, score, select, train"),
+        (
+            {"rayy": {}},
+            "rayy: unknown key; allowed here: name, run_dir, ray, ingest, models, score, select, critique, train, "
+            "evaluate",
+        ),
         ({"name": None}, "name: Input should be a valid string"),
         (
             {"models": {"tiny": {"build": {"vocab_sise": 1}}}},
@@ -83,3 +88,40 @@ def test_run_dir_override(tmp_path):
     path.write_text(yaml.safe_dump(BASE))
     assert config.load(path, run_dir="s3://bucket/run").run_dir == "s3://bucket/run"
     assert config.load(path, run_dir="runs/x").run_dir == str(Path.cwd() / "runs" / "x")
+
+
+def _submit_line(path) -> list[str]:
+    """The `ray job submit ...` command in a config's header comment, continuation lines joined."""
+    lines = [line.lstrip("#").strip() for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("ray job submit"))
+    command = []
+    for line in lines[start:]:
+        command.append(line.removesuffix("\\").strip())
+        if not line.endswith("\\"):
+            break
+    return shlex.split(" ".join(command))
+
+
+@pytest.mark.parametrize("name", ["selection_1m.yaml", "cft_math.yaml"])
+def test_a_real_scale_config_opens_with_the_ray_job_submit_line_that_runs_it(name):
+    from ray_jobs import run
+
+    words = _submit_line(REPO / "configs" / name)
+    assert words[:3] == ["ray", "job", "submit"] and "--working-dir" in words
+    entry = words[words.index("--") + 1 :]
+    assert entry[:3] == ["python", "-m", "ray_jobs.run"]
+    args = run._parser(None, None).parse_args(entry[3:])
+    assert args.config == f"configs/{name}"
+    loaded = config.load(REPO / args.config, args.run_dir)
+    assert loaded.run_dir.startswith("s3://") and loaded.evaluate is not None and loaded.train.arms
+
+
+def test_the_selection_study_config_runs_every_method_and_scorer():
+    loaded = config.load(REPO / "configs" / "selection_1m.yaml")
+    scorers = {name for name, block in loaded.score if block is not None}
+    assert scorers == {"compression", "embedding", "model_loss", "clusters", "selectit", "less"}
+    methods = {(spec.method, getattr(spec, "score", None)) for spec in loaded.select.values()}
+    assert {"random", "kcenter", "zip", "bottom_k"} <= {method for method, _ in methods}
+    ranked = {score.split(".")[0] for _, score in methods if score}
+    assert ranked == {"model_loss", "selectit", "less", "compression"}
+    assert {spec.budget for spec in loaded.select.values()} == {10_000}

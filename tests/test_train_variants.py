@@ -116,3 +116,11 @@ def test_a_lora_warmup_model_is_merged_and_scores_ifd(run, warm):
     )
     assert [r["loss_given_prompt"] for r in scored] != [r["loss_given_prompt"] for r in base]
     assert warmup.ensure(run, "warm", TRAIN)["finished_at"] == warm["finished_at"]  # up to date: skipped
+
+
+def test_a_scorer_names_a_warmup_model_and_gets_the_trained_one(run, warm):
+    from pipelines.score import stage as score_stage
+
+    config = run.model_copy(update={"train": TRAIN})
+    assert score_stage._scoring_model(config, "warm").location == f"{run.run_dir}/models/warm"
+    assert score_stage._scoring_model(config, "tiny").location == f"{run.run_dir}/models/tiny"

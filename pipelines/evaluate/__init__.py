@@ -1,1 +1,1 @@
-"""Evaluation: answer extraction and grading (more arrives with the evaluate stage)."""
+"""Evaluation: benchmarks, prompts, answer extraction, grading, and the evaluate stage (docs/evaluation.md)."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from pipelines.settings import Strict
+from pipelines.settings import NAME_PATTERN, Strict
+from pipelines.train.settings import LoraSettings
 
 TEXTS = ("conversation", "prompt", "response", "json")
 
@@ -57,8 +58,111 @@ class ClustersScorer(Strict):
     num_gpus: float = Field(default=0, ge=0)
 
 
+class Sampled(Placement):
+    """A costly scorer may score a seeded sample of the pool; the other rows get null scores."""
+
+    sample_fraction: float = Field(default=1.0, gt=0, le=1)  # of the pool, by a seeded hash of the id
+    sample_seed: int = 0
+
+
+class SelectitScorer(Sampled):
+    """SelectIT: rating prompts scored by each model's next-token digit probabilities."""
+
+    models: list[str] = Field(min_length=1)  # `models:` names, folders or hub names; one actor pool each
+    weights: list[float] | None = None  # model-level mix; None: proportional to parameter counts
+    prompts: str | None = None  # a file of rating prompts, one a line; None: the built-in file
+    k: int = Field(default=5, gt=0)  # prompts used: the file's first k
+    alpha: float = Field(default=0.2, ge=0)  # sentence level: mean / (1 + alpha x std)
+    answer_prefix: str = "The answer is: "  # what the rating prompt ends with; a digit comes next
+    template: Literal["auto", "chat", "plain"] = "auto"  # auto: the tokenizer's chat template if any
+    max_length: int = Field(default=2048, gt=16)  # tokens a rating prompt; longer ones lose response text
+    batch_size: int = Field(default=8, gt=0)  # sequences a forward pass, after length bucketing
+    max_batch_tokens: int = Field(default=16_384, gt=0)
+    rows_per_call: int = Field(default=64, gt=0)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    rows_per_part: int = Field(default=10_000, gt=0)
+
+    @model_validator(mode="after")
+    def _one_weight_a_model(self):
+        if self.weights is not None and len(self.weights) != len(self.models):
+            raise ValueError(f"weights: {len(self.weights)} given for {len(self.models)} models")
+        if self.weights is not None and (min(self.weights) < 0 or sum(self.weights) <= 0):
+            raise ValueError("weights: must be >= 0 with a positive sum")
+        return self
+
+
+class LessWarmup(Strict):
+    """The LoRA warm-up LESS takes gradients from: LESS's recipe by default (rank 128, alpha 512,
+    dropout 0.1 on q/k/v/o, lr 2e-5, 4 epochs on 5% of the pool); a checkpoint every epoch."""
+
+    model: str | None = None  # base model; None: the scorer's `model`
+    fraction: float = Field(default=0.05, gt=0, le=1)  # of the pool, sampled by a seeded hash of the id
+    rows: int | None = Field(default=None, gt=0)  # a fixed number of rows instead of `fraction`
+    seed: int = 0
+    lora: LoraSettings = LoraSettings(r=128, alpha=512, dropout=0.1)
+    lr: float = Field(default=2e-5, gt=0)
+    epochs: int = Field(default=4, gt=0)
+    global_batch: int = Field(default=128, gt=0)
+    micro_batch: int = Field(default=1, gt=0)
+    max_length: int = Field(default=2048, gt=1)
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    template: Literal["auto", "chat", "plain"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    gradient_checkpointing: bool = False  # for 7B+ models at long max_length
+    num_workers: int = Field(default=1, gt=0)
+    cpus_per_worker: float = Field(default=1, gt=0)
+    torch_threads: int | None = Field(default=None, gt=0)
+    use_gpu: bool = False
+
+
+class LessTarget(Strict):
+    """A target set: the first `rows` rows of a file (any ingest format), or `rows` pool rows of
+    one source (in a seeded hash order). Its rows need an assistant turn (the gradient's loss)."""
+
+    path: str | None = None  # a JSON Lines/JSON/Parquet file or glob (gsm8k, math, qa, openai, ... rows)
+    format: str | None = None  # force an ingest format; None: detected from the columns
+    pool_source: str | None = None  # instead of `path`: pool rows whose `source` is this
+    rows: int = Field(default=64, gt=0)
+    seed: int = 0  # the hash order of pool_source rows
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.pool_source is None):
+            raise ValueError("give exactly one of `path` or `pool_source`")
+        return self
+
+
+class LessScorer(Sampled):
+    """LESS: Adam-preconditioned LoRA gradients of pool rows, cosine to a target set's gradients."""
+
+    model: str  # the base model: a `models:` name, a checkpoint folder, or a hub name
+    warmup: LessWarmup = LessWarmup()
+    targets: dict[str, LessTarget] = Field(min_length=1)  # name -> target set; `less` is the max over them
+    dim: int = Field(default=8192, gt=0)  # random projection width
+    seed: int = 0  # the projection's seed: every worker derives the same matrix from it
+    max_length: int = Field(default=2048, gt=1)  # tokens of an example's gradient
+    template: Literal["auto", "chat", "plain"] = "auto"
+    batch_size: int = Field(default=16, gt=0)  # examples projected together (memory: batch x checkpoints x LoRA)
+    rows_per_chunk: int = Field(default=4096, gt=0)  # projection matrix rows generated at a time
+    cache_mb: int = Field(default=512, ge=0)  # projection chunks kept in memory between batches
+    rows_per_call: int = Field(default=64, gt=0)
+    rows_per_part: int = Field(default=10_000, gt=0)
+
+    @model_validator(mode="after")
+    def _target_names(self):
+        import re
+
+        for name in self.targets:
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"targets: name {name!r} must match {NAME_PATTERN}")
+        return self
+
+
 class ScoreConfig(Strict):
     compression: CompressionScorer | None = None
     embedding: EmbeddingScorer | None = None
     model_loss: ModelLossScorer | None = None
     clusters: ClustersScorer | None = None
+    selectit: SelectitScorer | None = None
+    less: LessScorer | None = None

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pipelines.config import ExperimentConfig
 from pipelines.models import loading
 from pipelines.ray_runtime import ensure_ray
-from pipelines.score import clusters, compression, embedding, model_loss, parts
+from pipelines.score import clusters, compression, costly, embedding, model_loss, parts
 from pipelines.score.runner import Scorer, run
 
-ORDER = ("compression", "embedding", "model_loss", "clusters")
+ORDER = ("compression", "embedding", "model_loss", "clusters", "selectit", "less")
 POOL_COLUMNS = ["id", "messages"]
 
 
@@ -106,7 +106,7 @@ def _embedding(config, settings) -> Scorer:
 
 
 def _model_loss(config, settings) -> Scorer:
-    ref = loading.resolve(settings.model, config.models, config.run_dir)
+    ref = _scoring_model(config, settings.model)
     keys = (
         "max_length",
         "batch_size",
@@ -183,10 +183,29 @@ def _clusters(config, settings) -> Scorer:
     return Scorer("clusters", fingerprint, "scores/embedding", ["id", "embedding"], score)
 
 
+def _scoring_model(config, name: str) -> loading.ModelRef:
+    """A `models:` entry or path; or a `train.warmup` model, trained first when it is not yet
+    (IFD's reference scores with a short warm-up model, METHODS.md)."""
+    from pipelines.train import stage as train_stage
+    from pipelines.train import warmup as train_warmup
+
+    train = getattr(config, "train", None)
+    if train is not None and name in train.warmup and name not in config.models:
+        train_warmup.ensure(config, name)
+    return train_stage.model_ref(config, name)
+
+
 def _actors(size: int):
     import ray.data
 
     return ray.data.ActorPoolStrategy(size=size)
 
 
-BUILDERS = {"compression": _compression, "embedding": _embedding, "model_loss": _model_loss, "clusters": _clusters}
+BUILDERS = {
+    "compression": _compression,
+    "embedding": _embedding,
+    "model_loss": _model_loss,
+    "clusters": _clusters,
+    "selectit": costly.selectit_scorer,
+    "less": costly.less_scorer,
+}

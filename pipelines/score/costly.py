@@ -1,0 +1,129 @@
+"""The costly scorers' builders for the score stage (SelectIT, LESS), and the sample they share.
+
+- `selectit_scorer`: one Ray Data actor pool a model, chained in one streaming pipeline (each
+  pool appends its model's rating distributions to the batch), then a plain step that turns
+  them into scores (pipelines/score/selectit.py).
+- `less_scorer`: the warm-up first (pipelines/score/less_warmup.py, skipped when up to date),
+  the target sets' mean gradient features in one Ray task, then pool rows in an actor pool.
+- `in_sample`: a scorer with `sample_fraction` < 1 scores the rows whose seeded hash of the
+  id falls below the fraction: the same rows on every machine and every run, and a grown
+  pool's old rows keep their draw. The other rows are written with null scores, so the table
+  still has one row per pool row and selectors see them as unscored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from pipelines.models import loading
+from pipelines.score import parts
+from pipelines.score.runner import Scorer
+
+COLUMNS = ["id", "messages"]  # what both read from the pool
+
+
+def in_sample(example_id: str, fraction: float, seed: int) -> bool:
+    if fraction >= 1:
+        return True
+    draw = int.from_bytes(hashlib.sha256(f"{seed}:{example_id}".encode()).digest()[:8], "big") / 2**64
+    return draw < fraction
+
+
+def selectit_scorer(config, settings) -> Scorer:
+    from pipelines.score import selectit
+    from pipelines.score.selectit_model import SelectitActor
+
+    refs = [loading.resolve(model, config.models, config.run_dir) for model in settings.models]
+    prompts = selectit.load_prompts(settings.prompts, settings.k)
+    keys = ("answer_prefix", "template", "max_length", "batch_size", "max_batch_tokens", "dtype")
+    actor_settings = {**_placement(settings), **{key: getattr(settings, key) for key in keys}, "prompts": prompts}
+
+    def score(files, parts_dir, progress):
+        def apply(dataset):
+            for index, ref in enumerate(refs):  # one actor pool a model, all streaming at once
+                dataset = dataset.map_batches(
+                    SelectitActor,
+                    fn_constructor_args=(ref.location, ref.trust_remote_code, index, actor_settings),
+                    **_actor_pool(settings),
+                )
+            combine = {"n_models": len(refs), "alpha": settings.alpha, "weights": settings.weights}
+            return dataset.map_batches(selectit.combine, batch_format="pyarrow", num_cpus=0.25, fn_kwargs=combine)
+
+        return _write(files, apply, parts_dir, "scores/selectit", settings, progress)
+
+    fingerprint = {
+        "scorer": "selectit",
+        "models": [ref.fingerprint() for ref in refs],
+        "weights": settings.weights,
+        "prompts": prompts,
+        "alpha": settings.alpha,
+        **{key: actor_settings[key] for key in ("answer_prefix", "template", "max_length", "dtype")},
+        **_sample(settings),
+    }
+    return Scorer("selectit", fingerprint, "pool", COLUMNS, score)
+
+
+def less_scorer(config, settings) -> Scorer:
+    import ray
+
+    from pipelines.score import less, less_targets, less_warmup
+
+    warm = less_warmup.ensure(config, settings)
+    base = loading.resolve(settings.warmup.model or settings.model, config.models, config.run_dir)
+    model = {
+        "base": base.location,
+        "trust_remote_code": base.trust_remote_code,
+        "checkpoints": less_warmup.checkpoint_dirs(config.run_dir, warm),
+        "lrs": [c["lr"] for c in warm["checkpoints"]],
+    }
+    targets = {name: less_targets.read(name, t, config.run_dir) for name, t in settings.targets.items()}
+    keys = ("dim", "seed", "max_length", "template", "batch_size", "rows_per_chunk", "cache_mb")
+    actor_settings = {**_placement(settings), **{key: getattr(settings, key) for key in keys}}
+
+    def score(files, parts_dir, progress):
+        task = ray.remote(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus)(less.target_means)
+        means = ray.get(task.remote(model, targets, actor_settings))["means"]
+
+        def apply(dataset):
+            return dataset.map_batches(
+                less.LessActor, fn_constructor_args=(model, means, actor_settings), **_actor_pool(settings)
+            )
+
+        return _write(files, apply, parts_dir, "scores/less", settings, progress)
+
+    fingerprint = {
+        "scorer": "less",
+        "warmup": {key: warm["identity"][key] for key in ("config_hash", "inputs_hash", "code_version")},
+        "targets": {name: less_targets.fingerprint(rows) for name, rows in targets.items()},
+        **{key: actor_settings[key] for key in ("dim", "seed", "max_length", "template")},
+        **_sample(settings),
+    }
+    return Scorer("less", fingerprint, "pool", COLUMNS, score)
+
+
+def _placement(settings) -> dict:
+    keys = ("device", "num_gpus", "num_cpus", "threads", "sample_fraction", "sample_seed")
+    return {key: getattr(settings, key) for key in keys}
+
+
+def _sample(settings) -> dict:
+    return {"sample": [settings.sample_fraction, settings.sample_seed]} if settings.sample_fraction < 1 else {}
+
+
+def _actor_pool(settings) -> dict:
+    import ray.data
+
+    return {
+        "batch_format": "pyarrow",
+        "batch_size": settings.rows_per_call,
+        "compute": ray.data.ActorPoolStrategy(size=settings.concurrency),
+        "num_cpus": settings.num_cpus,
+        "num_gpus": settings.num_gpus,
+    }
+
+
+def _write(files, apply, parts_dir: str, table: str, settings, progress) -> float:
+    rows_per_block = settings.rows_per_call  # one block a call, so every actor gets work
+    return parts.map_and_write(
+        files, COLUMNS, apply, parts_dir, table, settings.rows_per_part, progress, rows_per_block=rows_per_block
+    )
