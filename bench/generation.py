@@ -10,8 +10,9 @@ called directly, and the `openai` engine against a local `vllm serve` at 1, 8 an
   the engine with the actor's settings, calls `LLM.generate` on the same token ids and
   sampling, writes the outputs; timed from start to exit. Twice: one call with every
   prompt, and one call per `batch_size` batch; the ratio is against the faster;
-- Ray: `pipelines.generate.engine.generate` with one actor, Ray already started: reading the
-  requests, the actor's start (vLLM import, engine build), generation, writing the parts;
+- Ray: `pipelines.generate.engine.generate` with one actor, Ray and Ray Data already started
+  (as in a pipeline run): reading the requests, the actor's start (worker process, vLLM
+  import, engine build), generation, writing the parts;
 - sides take turns, three rounds, the order reversed every other round; the best run of
   each counts (a disturbed run is only ever slower). CPU seconds of each side's processes
   (Ray: the driver and everything below it) and the load average after each run are
@@ -95,12 +96,15 @@ def requests(count: int) -> pa.Table:
 def vllm_side(work: Path, model: str, table: pa.Table, max_tokens: int, rounds: int) -> dict:
     """Ray actor pool and the direct baselines, in turn, `rounds` times; the best of each
     (the machine is shared: the fastest round is the one least disturbed)."""
+    import ray.data
+
     from pipelines.config import RayConfig
     from pipelines.generate import engine as engines
     from pipelines.generate.settings import Sampling, VllmEngineConfig
     from pipelines.ray_runtime import ensure_ray
 
     ensure_ray(RayConfig(num_cpus=THREADS + 1))  # the actor's CPUs plus room for reads and writes
+    ray.data.range(4).map_batches(lambda batch: batch).take_all()  # Ray Data's first run starts its helpers (~4 s)
     sampling = Sampling(temperature=0.8, top_p=0.95, max_tokens=max_tokens, seed=0)
     engine = VllmEngineConfig(kind="vllm", model=model, dtype="float32", max_model_len=MAX_MODEL_LEN,
                               cpu_kv_cache_gib=2, num_cpus=THREADS, threads=THREADS)  # fmt: skip
@@ -174,9 +178,8 @@ def direct(work: Path, job: dict) -> dict:
 
 
 def worker_niceness() -> int:
-    """The niceness Ray gives its workers (15 unless configured). The direct runs take the
-    same: on a shared machine a nice-15 actor yields to other work that a nice-0 process
-    would not, and the ratio is to measure the Ray pipeline, not the priority."""
+    """The niceness Ray gives its workers (15 unless configured), for the direct runs: the
+    ratio is to measure the Ray pipeline, not the priority on a shared machine."""
     import ray
 
     @ray.remote(num_cpus=0)
@@ -195,10 +198,8 @@ def children_cpu_seconds() -> float:
 
 
 class TreeCpu:
-    """CPU seconds of this process and every descendant over a block, sampled every 0.2 s:
-    Ray's embedded processes (raylet, workers, the actor) are all below the driver, and an
-    actor that ends before the block does is counted up to its last sample (its parent's
-    `children_*` times do not see it: the raylet does not wait for its workers)."""
+    """CPU seconds of this process and its descendants (raylet, workers, the actor) over a
+    block, sampled every 0.2 s: a worker that ends is counted up to its last sample."""
 
     def __init__(self, every_seconds: float = 0.2):
         import threading
