@@ -46,3 +46,20 @@ def cli_env(**extra: str) -> dict[str, str]:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
+
+
+def cpu_model_loss_settings(**changes) -> dict:
+    """ModelLossActor settings for a tiny model on one CPU thread; `changes` override."""
+    settings = {
+        "device": "cpu",
+        "num_gpus": 0,
+        "num_cpus": 1,
+        "threads": 1,
+        "dtype": "float32",
+        "template": "auto",
+        "response_marker": "Assistant: ",
+        "max_length": 128,
+        "batch_size": 4,
+        "max_batch_tokens": 512,
+    }
+    return {**settings, **changes}

@@ -8,6 +8,7 @@ import torch
 from pipelines.models import small
 from pipelines.score import model_loss, spans
 from pipelines.score.render import split_last_response
+from tests.conftest import cpu_model_loss_settings
 
 MARKER = "Assistant: "
 MAX_LENGTH = 64
@@ -26,18 +27,9 @@ TEXTS = [" ".join(c for _, c in row) for row in ROWS] * 20 + ["The answer is 42.
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     folder = small.build(TEXTS, tmp_path_factory.mktemp("tiny"), small.SmallModelSpec(vocab_size=400))
-    settings = {
-        "device": "cpu",
-        "num_gpus": 0,
-        "num_cpus": 1,
-        "threads": 1,
-        "dtype": "float32",
-        "template": "auto",
-        "response_marker": MARKER,
-        "max_length": MAX_LENGTH,
-        "batch_size": 3,
-        "max_batch_tokens": 100,
-    }
+    settings = cpu_model_loss_settings(
+        response_marker=MARKER, max_length=MAX_LENGTH, batch_size=3, max_batch_tokens=100
+    )
     return model_loss.ModelLossActor(str(folder), False, settings)
 
 

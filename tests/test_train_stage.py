@@ -22,6 +22,7 @@ from pipelines.models import stage as models_stage
 from pipelines.train import stage as train_stage
 from pipelines.train import trainer
 from pipelines.train.settings import TrainConfig
+from tests.conftest import cpu_model_loss_settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -139,18 +140,7 @@ def test_the_model_is_a_plain_hf_folder_the_model_loss_scorer_loads(run, selecte
     folder = f"{run.run_dir}/models/sft"
     assert not os.path.exists(f"{folder}/train_state") and os.path.exists(f"{folder}/_SUCCESS.json")
     AutoModelForCausalLM.from_pretrained(folder)
-    settings = {
-        "device": "cpu",
-        "num_gpus": 0,
-        "num_cpus": 1,
-        "threads": 1,
-        "dtype": "float32",
-        "template": "auto",
-        "response_marker": "Assistant: ",
-        "max_length": 128,
-        "batch_size": 4,
-        "max_batch_tokens": 512,
-    }
+    settings = cpu_model_loss_settings()
     pool = pq.read_table(f"{run.run_dir}/pool", columns=["id", "messages"]).slice(0, 4)
     scored = ModelLossActor(folder, False, settings).score(pool["messages"].to_pylist(), pool["id"].to_pylist())
     assert all(row["loss_given_prompt"] > 0 for row in scored)

@@ -16,6 +16,7 @@ from pipelines.critique.examples import cft_turns
 from pipelines.train import stage as train_stage
 from pipelines.train import warmup
 from pipelines.train.settings import TrainConfig
+from tests.conftest import cpu_model_loss_settings
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -96,18 +97,7 @@ def test_a_lora_warmup_model_is_merged_and_scores_ifd(run, warm):
     assert not os.path.exists(f"{folder}/adapter_config.json") and os.path.exists(f"{folder}/model.safetensors")
     assert warm["rows_in"] == 64 and warm["data"] == "sample:random:64" and warm["steps"] == 8
     assert train_stage.model_ref(run, "warm", TRAIN).location == folder
-    settings = {
-        "device": "cpu",
-        "num_gpus": 0,
-        "num_cpus": 1,
-        "threads": 1,
-        "dtype": "float32",
-        "template": "auto",
-        "response_marker": "Assistant: ",
-        "max_length": 128,
-        "batch_size": 4,
-        "max_batch_tokens": 512,
-    }
+    settings = cpu_model_loss_settings()
     pool = pq.read_table(f"{run.run_dir}/pool", columns=["id", "messages"]).slice(0, 6)
     scored = ModelLossActor(folder, False, settings).score(pool["messages"].to_pylist(), pool["id"].to_pylist())
     assert all(row["ifd"] is not None and row["ifd"] > 0 for row in scored)

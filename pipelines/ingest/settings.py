@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from pipelines.ingest.mathematics import ALL_MODULES, DEFAULT_MODULES, DIFFICULTY_LEVELS
 from pipelines.settings import NAME_PATTERN, Strict
 
 FORMATS = ("auto", "openai", "sharegpt", "alpaca", "gsm8k", "math", "qa", "cft")
+
+
+def _known_modules(modules: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [m for m in modules if m not in ALL_MODULES]
+    if unknown or not modules:
+        raise ValueError(f"unknown modules {unknown}; allowed: {', '.join(ALL_MODULES)}")
+    return modules
+
+
+# mathematics-dataset modules, checked against those it has (the source and the benchmark)
+Modules = Annotated[tuple[str, ...], AfterValidator(_known_modules)]
+Difficulty = Literal[tuple(DIFFICULTY_LEVELS)]  # type: ignore[valid-type]
 
 
 class FileSource(Strict):
@@ -27,18 +39,10 @@ class MathematicsSource(Strict):
     name: str = Field(default="mathematics", pattern=NAME_PATTERN)
     rows: int = Field(gt=0)
     seed: int = 0
-    modules: tuple[str, ...] = DEFAULT_MODULES
-    difficulty: Literal[tuple(DIFFICULTY_LEVELS)] = "any"  # type: ignore[valid-type]
+    modules: Modules = DEFAULT_MODULES
+    difficulty: Difficulty = "any"
     split: Literal["train", "heldout"] = "train"
     heldout_fraction: float = Field(default=0.05, gt=0, le=0.5)
-
-    @field_validator("modules")
-    @classmethod
-    def _known_modules(cls, modules: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [m for m in modules if m not in ALL_MODULES]
-        if unknown or not modules:
-            raise ValueError(f"unknown modules {unknown}; allowed: {', '.join(ALL_MODULES)}")
-        return modules
 
 
 Source = Annotated[FileSource | MathematicsSource, Field(discriminator="kind")]

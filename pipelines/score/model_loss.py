@@ -46,7 +46,7 @@ def mean_nlls(
     results: list[float | None] = [None] * len(sequences)
     order = sorted((i for i, s in enumerate(sequences) if s.first < s.stop), key=lambda i: len(sequences[i].ids))
     keeps_positions = "logits_to_keep" in inspect.signature(model.forward).parameters
-    for chunk in _micro_batches(order, sequences, batch_size, max_batch_tokens):
+    for chunk in micro_batches(order, [len(s.ids) for s in sequences], batch_size, max_batch_tokens):
         batch = [sequences[i] for i in chunk]
         logits, column_of = _logits(model, batch, pad_id, keeps_positions)
         for row, (index, s) in enumerate(zip(chunk, batch, strict=True)):
@@ -57,7 +57,7 @@ def mean_nlls(
     return results
 
 
-def _micro_batches(order: list[int], sequences: list[Scored], batch_size: int, max_batch_tokens: int):
+def micro_batches(order: list[int], lengths: list[int], batch_size: int, max_batch_tokens: int):
     """Consecutive runs of the length-sorted order: at most `batch_size` sequences and
     `max_batch_tokens` padded tokens (the last sequence of a run is its longest)."""
     start = 0
@@ -66,7 +66,7 @@ def _micro_batches(order: list[int], sequences: list[Scored], batch_size: int, m
         while (
             end < len(order)
             and end - start < batch_size
-            and len(sequences[order[end]].ids) * (end - start + 1) <= max_batch_tokens
+            and lengths[order[end]] * (end - start + 1) <= max_batch_tokens
         ):
             end += 1
         yield order[start:end]

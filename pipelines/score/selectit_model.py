@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from pipelines.models import loading
 from pipelines.score import costly, parts, render, selectit
+from pipelines.score.model_loss import micro_batches
 from pipelines.score.spans import TemplateError
 
 PROBS_TYPE = pa.list_(pa.list_(pa.float32(), 5))
@@ -149,7 +150,8 @@ class SelectitActor:
         results: list[np.ndarray | None] = [None] * len(sequences)
         order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
         device = next(self.model.parameters()).device
-        for chunk in _micro_batches(order, sequences, self.settings["batch_size"], self.settings["max_batch_tokens"]):
+        lengths = [len(sequence) for sequence in sequences]
+        for chunk in micro_batches(order, lengths, self.settings["batch_size"], self.settings["max_batch_tokens"]):
             width = max(len(sequences[i]) for i in chunk)
             input_ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
             attention = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -169,17 +171,3 @@ class SelectitActor:
             for row, i in enumerate(chunk):
                 results[i] = probabilities[row]
         return results
-
-
-def _micro_batches(order: list[int], sequences: list[list[int]], batch_size: int, max_batch_tokens: int):
-    start = 0
-    while start < len(order):
-        end = start + 1
-        while (
-            end < len(order)
-            and end - start < batch_size
-            and len(sequences[order[end]]) * (end - start + 1) <= max_batch_tokens
-        ):
-            end += 1
-        yield order[start:end]
-        start = end
