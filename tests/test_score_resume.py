@@ -15,12 +15,14 @@ from tests.conftest import BIN, cli_env
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
+ROWS = 4000  # enough parts that the batched scorer is still running when it is killed
+
 
 def _config(tmp_path, name):
     document = {
         "name": name,
         "run_dir": str(tmp_path / name),
-        "ingest": {"sources": [{"kind": "mathematics", "rows": 1500, "seed": 9}]},
+        "ingest": {"sources": [{"kind": "mathematics", "rows": ROWS, "seed": 9}]},
         "models": {"tiny": {"build": {"vocab_size": 500, "train_rows": 500}}},
         "score": {
             "compression": {"rows_per_part": 100},
@@ -69,11 +71,11 @@ def test_killed_scoring_resumes_to_the_clean_result(tmp_path):
     _run(_config(tmp_path, "clean"))
 
     manifest = yaml.safe_load((tmp_path / "killed" / "scores" / "model_loss" / "_SUCCESS.json").read_text())
-    assert manifest["resumed"] and manifest["rows_scored"] <= 1500 - written * 60
+    assert manifest["resumed"] and manifest["rows_scored"] <= ROWS - written * 60
     for name in ("compression", "model_loss"):
         ours = pq.read_table(tmp_path / "killed" / "scores" / name).sort_by("id").to_pylist()
         clean = pq.read_table(tmp_path / "clean" / "scores" / name).sort_by("id").to_pylist()
-        assert len(ours) == len(clean) > 1400
+        assert len(ours) == len(clean) > ROWS * 0.9
         for a, b in zip(ours, clean, strict=True):
             for key, value in a.items():
                 if isinstance(value, float):  # batches differ after a resume: float noise only

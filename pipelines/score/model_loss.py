@@ -7,8 +7,8 @@
 - A sequence longer than `max_length` is cut; when that cuts response tokens the row is
   `truncated`: its losses cover only what fits and its `ifd` is null (the IFD method gives
   truncated rows no score). A first token with nothing before it is not scored.
-- Sequences are sorted by length and padded per micro-batch (length bucketing); both
-  sequences of a row are scored in the same passes.
+- Sequences are sorted by length and left-padded per micro-batch (length bucketing), with
+  explicit position ids; both sequences of a row are scored in the same passes.
 """
 
 from __future__ import annotations
@@ -41,20 +41,37 @@ def mean_nlls(
     model, sequences: list[Scored], batch_size: int, max_batch_tokens: int, pad_id: int
 ) -> list[float | None]:
     """Mean NLL over each sequence's scored positions, in length-sorted padded micro-batches."""
-    import torch.nn.functional as F
-
     results: list[float | None] = [None] * len(sequences)
     order = sorted((i for i, s in enumerate(sequences) if s.first < s.stop), key=lambda i: len(sequences[i].ids))
     keeps_positions = "logits_to_keep" in inspect.signature(model.forward).parameters
     for chunk in micro_batches(order, [len(s.ids) for s in sequences], batch_size, max_batch_tokens):
         batch = [sequences[i] for i in chunk]
-        logits, column_of = _logits(model, batch, pad_id, keeps_positions)
-        for row, (index, s) in enumerate(zip(chunk, batch, strict=True)):
-            first = column_of[s.first - 1]  # logits at t-1 predict token t; their columns are consecutive
-            predicted = logits[row, first : first + s.stop - s.first].float()
-            targets = torch_tensor(s.ids[s.first : s.stop], predicted.device)
-            results[index] = F.cross_entropy(predicted, targets).item()
+        logits, first_columns = _logits(model, batch, pad_id, keeps_positions)
+        for index, loss in zip(chunk, _batch_means(logits, batch, first_columns), strict=True):
+            results[index] = loss
     return results
+
+
+def _batch_means(logits, batch: list[Scored], first_columns: list[int]) -> list[float]:
+    """Each row's mean NLL over its scored positions, with one gather and one cross-entropy
+    for the whole micro-batch (a row's logits for its scored tokens are consecutive columns,
+    the first at `first_columns[row]`)."""
+    import torch
+    import torch.nn.functional as F
+
+    rows, columns, targets, counts = [], [], [], []
+    for row, (s, first) in enumerate(zip(batch, first_columns, strict=True)):
+        count = s.stop - s.first
+        rows += [row] * count
+        columns += range(first, first + count)
+        targets += s.ids[s.first : s.stop]
+        counts.append(count)
+    device = logits.device
+    row_index = torch_tensor(rows, device)
+    picked = logits[row_index, torch_tensor(columns, device)].float()
+    nll = F.cross_entropy(picked, torch_tensor(targets, device), reduction="none").double()
+    sums = torch.zeros(len(batch), dtype=torch.float64, device=device).index_add_(0, row_index, nll)
+    return (sums / torch.tensor(counts, dtype=torch.float64, device=device)).tolist()
 
 
 def micro_batches(order: list[int], lengths: list[int], batch_size: int, max_batch_tokens: int):
@@ -74,25 +91,36 @@ def micro_batches(order: list[int], lengths: list[int], batch_size: int, max_bat
 
 
 def _logits(model, batch: list[Scored], pad_id: int, keeps_positions: bool):
-    """Logits for a right-padded batch, and the column of each needed position.
+    """Logits for a left-padded batch, and each row's column predicting its first scored token.
 
-    Only positions that predict a scored token are needed; models that take
-    `logits_to_keep` compute just those (the output head is most of a small model's cost).
+    Left padding lines every sequence's end up, and a response sits at (or next to) the end
+    of its sequence: models that take `logits_to_keep` then compute logits for only the last
+    few columns (the output head is most of a small model's cost). Position ids are given,
+    so a padded row sees the same positions as it would alone.
     """
     import torch
 
     width = max(len(s.ids) for s in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(batch), width), dtype=torch.long)
+    positions = torch.zeros((len(batch), width), dtype=torch.long)
     for row, s in enumerate(batch):
-        input_ids[row, : len(s.ids)] = torch.tensor(s.ids)
-        attention[row, : len(s.ids)] = 1
-    positions = sorted({p for s in batch for p in range(s.first - 1, s.stop - 1)}) if keeps_positions else range(width)
+        pad = width - len(s.ids)
+        input_ids[row, pad:] = torch.tensor(s.ids)
+        attention[row, pad:] = 1
+        positions[row, pad:] = torch.arange(len(s.ids))
+    # logits at t-1 predict token t: a row needs its columns from (first - 1) to the end
+    kept = max(len(s.ids) - s.first + 1 for s in batch) if keeps_positions else width
     device = next(model.parameters()).device
-    extra = {"logits_to_keep": torch.tensor(positions, device=device)} if keeps_positions else {}
+    extra = {"logits_to_keep": kept} if keeps_positions else {}
     with torch.inference_mode():
-        output = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), **extra)
-    return output.logits, {p: column for column, p in enumerate(positions)}
+        output = model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            position_ids=positions.to(device),
+            **extra,
+        )
+    return output.logits, [kept - (len(s.ids) - s.first + 1) for s in batch]
 
 
 def torch_tensor(values: list[int], device):
@@ -124,23 +152,32 @@ class ModelLossActor:
         return parts.with_cpu(table, time.process_time() - started)
 
     def score(self, messages: list[list[dict]], ids: list[str]) -> list[dict]:
-        s = self.settings
-        rows, sequences = [], []
+        """Texts first, then one tokenizer call for all full texts and one for all responses
+        alone; both sequences of a row go through the same length-sorted forward passes."""
+        s, tokenizer = self.settings, self.tokenizer
+        rows, scored, given_texts, alone_texts = [], [], [], []
         for example_id, turns in zip(ids, map(render.turns_of, messages), strict=True):
-            given = spans.with_prompt(self.tokenizer, turns, self.use_chat_template)
-            if given is None:  # a prompt with no response: nothing to score
-                n_prompt = spans.prompt_length(self.tokenizer, turns, self.use_chat_template)
+            located = spans.text_with_prompt(tokenizer, turns, self.use_chat_template)
+            if located is None:  # a prompt with no response: nothing to score
+                n_prompt = spans.prompt_length(tokenizer, turns, self.use_chat_template)
                 rows.append(_row(example_id, n_prompt, 0, None, None, False))
                 continue
-            alone = spans.alone(self.tokenizer, turns[-1][1], s["response_marker"])
-            sequences += [scored_positions(given, s["max_length"]), scored_positions(alone, s["max_length"])]
-            truncated = given.stop > s["max_length"] or alone.stop > s["max_length"]
-            rows.append(_row(example_id, given.start, given.stop - given.start, None, None, truncated))
+            scored.append(len(rows))
+            rows.append(_row(example_id, 0, 0, None, None, False))
+            given_texts.append(located)
+            alone_texts.append(spans.text_alone(turns[-1][1], s["response_marker"]))
+        given = spans.token_spans(tokenizer, given_texts, special=not self.use_chat_template)
+        alone = spans.token_spans(tokenizer, alone_texts, special=True)
+        sequences = []
+        for index, g, a in zip(scored, given, alone, strict=True):
+            sequences += [scored_positions(g, s["max_length"]), scored_positions(a, s["max_length"])]
+            truncated = g.stop > s["max_length"] or a.stop > s["max_length"]
+            rows[index] = _row(rows[index]["id"], g.start, g.stop - g.start, None, None, truncated)
         losses = iter(mean_nlls(self.model, sequences, s["batch_size"], s["max_batch_tokens"], self.pad_id))
-        for row in rows:
-            if row["n_response_tokens"]:
-                row["loss_given_prompt"], row["loss_alone"] = next(losses), next(losses)
-                row["ifd"] = _ifd(row)
+        for index in scored:
+            row = rows[index]
+            row["loss_given_prompt"], row["loss_alone"] = next(losses), next(losses)
+            row["ifd"] = _ifd(row)
         return rows
 
 

@@ -57,7 +57,8 @@ def map_and_write(
     With actors, reads and writes ask for a fraction of a CPU (`io_cpus`), so an actor pool
     holding whole CPUs never starves them (on 2 CPUs that would hang the pipeline). A plain
     function scorer gives them a whole CPU and `rows_per_block = rows_per_part`, so Ray Data
-    fuses read, score and write into one task a part and no rows cross the object store.
+    fuses read, score and write into one task a part and no rows cross the object store (the
+    scoring map must then take whole blocks too: `batch_size=None`).
     """
     import ray.data
 
@@ -67,7 +68,8 @@ def map_and_write(
     dataset = ray.data.read_datasource(source, num_cpus=io_cpus, override_num_blocks=source.num_tasks())
     dataset = apply(dataset).map_batches(
         write_part,
-        batch_size=rows_per_part,
+        # fused (a block a part): a batch size would keep Ray Data from fusing the read in
+        batch_size=None if rows_per_block == rows_per_part else rows_per_part,
         batch_format="pyarrow",
         num_cpus=io_cpus,
         fn_kwargs={"parts_dir": parts_dir, "table": table},

@@ -5,6 +5,9 @@ starts; that breaks when a token merges across the boundary. Here the text is to
 once with offsets, and a token belongs to the response when its characters overlap the
 response's characters (so a token merged across the boundary counts as response).
 Special tokens the tokenizer adds (zero-width offsets) never do.
+
+A scorer locates many texts at once (`texts_with_prompt`, `text_alone`, then `token_spans`):
+one tokenizer call for a whole batch costs a fraction of one call a text.
 """
 
 from __future__ import annotations
@@ -21,26 +24,46 @@ class Span:
     stop: int  # one past the last response token
 
 
+@dataclass(frozen=True)
+class Located:
+    """A text and the characters [start, stop) of its response."""
+
+    text: str
+    start: int
+    stop: int
+
+
 class TemplateError(ValueError):
     pass
 
 
-def _token_span(tokenizer, text: str, char_start: int, char_stop: int, special: bool) -> Span:
-    encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=special)
-    inside = [i for i, (a, b) in enumerate(encoded["offset_mapping"]) if b > a and b > char_start and a < char_stop]
+def token_spans(tokenizer, located: list[Located], special: bool) -> list[Span]:
+    """Each text tokenised (one batched call) and its response's tokens found by offsets."""
+    if not located:
+        return []
+    encoded = tokenizer([x.text for x in located], return_offsets_mapping=True, add_special_tokens=special)
+    return [
+        _span(ids, offsets, x.start, x.stop)
+        for ids, offsets, x in zip(encoded["input_ids"], encoded["offset_mapping"], located, strict=True)
+    ]
+
+
+def _span(ids: list[int], offsets: list[tuple[int, int]], char_start: int, char_stop: int) -> Span:
+    inside = [i for i, (a, b) in enumerate(offsets) if b > a and b > char_start and a < char_stop]
     if not inside:
-        return Span(encoded["input_ids"], len(encoded["input_ids"]), len(encoded["input_ids"]))
-    return Span(encoded["input_ids"], inside[0], inside[-1] + 1)
+        return Span(ids, len(ids), len(ids))
+    return Span(ids, inside[0], inside[-1] + 1)
 
 
-def with_prompt(tokenizer, turns: render.Turns, use_chat_template: bool) -> Span | None:
-    """The full conversation and its last response's tokens; None when there is no response."""
+def text_with_prompt(tokenizer, turns: render.Turns, use_chat_template: bool) -> Located | None:
+    """The full conversation as the model reads it, and where its last response is; None when
+    there is no response. Tokenise it with `special=not use_chat_template`."""
     prompt, response = render.split_last_response(turns)
     if response is None:
         return None
     if not use_chat_template:
         text = render.conversation(turns)  # "...\n\nAssistant: <response>"
-        return _token_span(tokenizer, text, len(text) - len(response), len(text), special=True)
+        return Located(text, len(text) - len(response), len(text))
     messages = [{"role": r, "content": c} for r, c in turns]
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     prefix = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
@@ -50,7 +73,24 @@ def with_prompt(tokenizer, turns: render.Turns, use_chat_template: bool) -> Span
         start = text.rfind(response)
         if start < 0:
             raise TemplateError("the chat template changed the response text; use template: plain")
-    return _token_span(tokenizer, text, start, start + len(response), special=False)
+    return Located(text, start, start + len(response))
+
+
+def text_alone(response: str, marker: str) -> Located:
+    """The response after only the marker; tokenise it with `special=True` (the tokenizer's
+    BOS, if it adds one, comes first)."""
+    return Located(marker + response, len(marker), len(marker) + len(response))
+
+
+def with_prompt(tokenizer, turns: render.Turns, use_chat_template: bool) -> Span | None:
+    """The full conversation and its last response's tokens; None when there is no response."""
+    located = text_with_prompt(tokenizer, turns, use_chat_template)
+    return None if located is None else token_spans(tokenizer, [located], special=not use_chat_template)[0]
+
+
+def alone(tokenizer, response: str, marker: str) -> Span:
+    """The response after only the marker (and the tokenizer's BOS, if it adds one)."""
+    return token_spans(tokenizer, [text_alone(response, marker)], special=True)[0]
 
 
 def prompt_length(tokenizer, turns: render.Turns, use_chat_template: bool) -> int:
@@ -60,9 +100,3 @@ def prompt_length(tokenizer, turns: render.Turns, use_chat_template: bool) -> in
     messages = [{"role": r, "content": c} for r, c in turns]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def alone(tokenizer, response: str, marker: str) -> Span:
-    """The response after only the marker (and the tokenizer's BOS, if it adds one)."""
-    text = marker + response
-    return _token_span(tokenizer, text, len(marker), len(text), special=True)

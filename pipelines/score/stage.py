@@ -31,7 +31,7 @@ def _compression(config, settings) -> Scorer:
             return dataset.map_batches(
                 compression.score_batch,
                 batch_format="pyarrow",
-                batch_size=4096,
+                batch_size=None,  # a whole read block: a batch size would keep Ray Data from fusing the read in
                 fn_kwargs={"level": settings.level, "text": settings.text},
             )
 
@@ -79,7 +79,7 @@ def _embedding(config, settings) -> Scorer:
                 embedding.EmbeddingActor,
                 fn_constructor_kwargs=actor_args,
                 batch_format="pyarrow",
-                batch_size=settings.batch_size * 8,
+                batch_size=settings.rows_per_call,  # encode sorts a call's texts by length
                 compute=_actors(settings.concurrency),
                 num_cpus=settings.num_cpus,
                 num_gpus=settings.num_gpus,
