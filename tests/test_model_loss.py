@@ -14,6 +14,7 @@ MARKER = "Assistant: "
 MAX_LENGTH = 64
 ROWS = [
     [("user", "What is 12 + 30?"), ("assistant", "12 + 30 = 42. The answer is 42.")],
+    [("user", "Say nothing."), ("assistant", "")],  # no response tokens: later rows keep their own losses
     [("system", "Be brief."), ("user", "Name a prime above 10."), ("assistant", "11")],
     [("user", "Q1?"), ("assistant", "A1."), ("user", "And 7 * 6?"), ("assistant", "7 * 6 = 42")],
     [("user", "A question with no answer yet?")],
@@ -76,6 +77,10 @@ def test_every_row_matches_the_batch_of_one_reference(tiny):
             assert result["loss_given_prompt"] is None and result["n_response_tokens"] == 0
             assert result["n_prompt_tokens"] > 0
             continue
+        if not row[-1][1]:
+            assert result["n_response_tokens"] == 0 and not result["truncated"]
+            assert result["loss_given_prompt"] is None and result["loss_alone"] is None and result["ifd"] is None
+            continue
         given, alone, cut = reference_row(tiny, row)
         assert result["truncated"] == cut
         assert result["loss_alone"] == pytest.approx(alone, abs=1e-4)
@@ -90,7 +95,7 @@ def test_every_row_matches_the_batch_of_one_reference(tiny):
 
 
 def test_counts_come_from_one_tokenisation(tiny):
-    turns = ROWS[1]
+    turns = ROWS[2]  # the answer "11"
     span = spans.with_prompt(tiny.tokenizer, turns, use_chat_template=True)
     (result,) = tiny.score([[{"role": r, "content": c} for r, c in turns]], ["x"])
     assert (result["n_prompt_tokens"], result["n_response_tokens"]) == (span.start, span.stop - span.start)
