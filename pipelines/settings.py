@@ -1,5 +1,7 @@
 """The base of every config model: unknown keys are errors, values are immutable."""
 
+from collections import Counter
+
 from pydantic import BaseModel, ConfigDict
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -7,3 +9,8 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def repeated(values) -> list:
+    """The values that occur more than once, sorted (for "must be unique" errors)."""
+    return sorted(value for value, count in Counter(values).items() if count > 1)

@@ -48,15 +48,14 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+# A model actor on one CPU thread in fp32, with the tokenizer's chat template when it has one
+CPU_ACTOR = {"device": "cpu", "num_gpus": 0, "num_cpus": 1, "threads": 1, "dtype": "float32", "template": "auto"}
+
+
 def cpu_model_loss_settings(**changes) -> dict:
     """ModelLossActor settings for a tiny model on one CPU thread; `changes` override."""
     settings = {
-        "device": "cpu",
-        "num_gpus": 0,
-        "num_cpus": 1,
-        "threads": 1,
-        "dtype": "float32",
-        "template": "auto",
+        **CPU_ACTOR,
         "response_marker": "Assistant: ",
         "max_length": 128,
         "batch_size": 4,

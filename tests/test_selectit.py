@@ -13,6 +13,7 @@ import torch
 from pipelines.models import small
 from pipelines.score import costly, selectit
 from pipelines.score.selectit_model import SelectitActor
+from tests.conftest import CPU_ACTOR
 
 PREFIX = "The answer is: "
 ROWS = [
@@ -24,12 +25,7 @@ ROWS = [
 ]
 TEXTS = [" ".join(c for _, c in row) for row in ROWS] * 20 + ["Rate it from 1 to 5: 1 2 3 4 5"] * 20
 SETTINGS = {
-    "device": "cpu",
-    "num_gpus": 0,
-    "num_cpus": 1,
-    "threads": 1,
-    "dtype": "float32",
-    "template": "auto",
+    **CPU_ACTOR,
     "answer_prefix": PREFIX,
     "max_length": 256,
     "batch_size": 3,

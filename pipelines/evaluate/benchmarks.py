@@ -29,6 +29,7 @@ from pipelines import storage
 from pipelines.evaluate.extract import last_boxed
 from pipelines.ingest import readers
 from pipelines.ingest.normalize import RowError
+from pipelines.settings import repeated
 
 LETTERS = "ABCDEFGHIJ"
 
@@ -216,9 +217,8 @@ def _reject(name: str, location: str, record: readers.Record, error: RowError) -
 
 def _table(name: str, location: str, mapped: list[Mapped]) -> pa.Table:
     ids = [str(item.question_id) for item in mapped]
-    repeated = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) < len(ids) else []
-    if repeated:
-        raise ValueError(f"benchmark {name!r}: {location}: question ids appear more than once: {repeated[:5]}")
+    if twice := repeated(ids):
+        raise ValueError(f"benchmark {name!r}: {location}: question ids appear more than once: {twice[:5]}")
     columns = {
         "question_id": ids,
         "benchmark": [name] * len(mapped),

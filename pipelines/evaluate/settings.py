@@ -10,7 +10,7 @@ from pipelines.evaluate.benchmarks import FORMATS
 from pipelines.generate.settings import EngineConfig
 from pipelines.ingest.mathematics import DEFAULT_MODULES
 from pipelines.ingest.settings import Difficulty, Modules
-from pipelines.settings import NAME_PATTERN, Strict
+from pipelines.settings import NAME_PATTERN, Strict, repeated
 
 ARM_MODEL = "(each arm's model)"
 
@@ -70,8 +70,6 @@ class EvaluateConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self):
-        names = [benchmark.name for benchmark in self.benchmarks]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"benchmark names must be unique; repeated: {repeated}")
+        if twice := repeated(benchmark.name for benchmark in self.benchmarks):
+            raise ValueError(f"benchmark names must be unique; repeated: {twice}")
         return self

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from pipelines.ingest.mathematics import ALL_MODULES, DEFAULT_MODULES, DIFFICULTY_LEVELS
-from pipelines.settings import NAME_PATTERN, Strict
+from pipelines.settings import NAME_PATTERN, Strict, repeated
 
 FORMATS = ("auto", "openai", "sharegpt", "alpaca", "gsm8k", "math", "qa", "cft")
 
@@ -56,8 +56,6 @@ class IngestConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self):
-        names = [source.name for source in self.sources]
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"source names must be unique; repeated: {repeated}")
+        if twice := repeated(source.name for source in self.sources):
+            raise ValueError(f"source names must be unique; repeated: {twice}")
         return self
