@@ -172,11 +172,11 @@ class ModelLossActor:
         for index, g, a in zip(scored, given, alone, strict=True):
             sequences += [scored_positions(g, s["max_length"]), scored_positions(a, s["max_length"])]
             truncated = g.stop > s["max_length"] or a.stop > s["max_length"]
-            rows[index] = _row(rows[index]["id"], g.start, g.stop - g.start, None, None, truncated)
-        losses = iter(mean_nlls(self.model, sequences, s["batch_size"], s["max_batch_tokens"], self.pad_id))
-        for index in scored:
+            rows[index].update(n_prompt_tokens=g.start, n_response_tokens=g.stop - g.start, truncated=truncated)
+        losses = mean_nlls(self.model, sequences, s["batch_size"], s["max_batch_tokens"], self.pad_id)
+        for pair, index in enumerate(scored):  # a row's two sequences are consecutive
             row = rows[index]
-            row["loss_given_prompt"], row["loss_alone"] = next(losses), next(losses)
+            row.update(loss_given_prompt=losses[2 * pair], loss_alone=losses[2 * pair + 1])
             row["ifd"] = _ifd(row)
         return rows
 
