@@ -100,7 +100,7 @@ def compression(work: Path, rows: int) -> tuple[dict, Path]:
 def embedding(work: Path, rows: int, baseline_rows: int, batch_size: int = 64, rounds: int = 3) -> dict:
     """Ray Data on `rows` rows (actor start included); direct encode on the first
     `baseline_rows` of the same texts (rows/s is compared, so the baseline can be shorter).
-    Best of `rounds` a side: the same encode moved by up to 30% between runs on this VM."""
+    Best of `rounds` a side: the same encode moved by a third between runs on this VM."""
     from sentence_transformers import SentenceTransformer
 
     from pipelines.models.loading import default_embedding_model
