@@ -72,3 +72,13 @@ def save(name: str, results: dict) -> Path:
 
 def gib(n_bytes: float) -> str:
     return f"{n_bytes / 2**30:.2f} GiB"
+
+
+def run_parts(name: str, parts: dict, chosen: tuple[str, ...], argument) -> dict:
+    """Run the chosen parts of a benchmark (each prints its lines); save what they return,
+    under the benchmark's name when all ran, else under `name-part-...`."""
+    print(f"{name} benchmark on {machine()}")
+    results = {part: parts[part](argument) for part in chosen}
+    label = name if set(chosen) == set(parts) else "-".join((name, *chosen))
+    print(f"  results: {save(label, results)}")
+    return results

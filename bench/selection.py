@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import schemas
-from bench.common import machine, save
+from bench.common import run_parts
 from bench.ingest import write_pool
 
 
@@ -102,15 +102,28 @@ def zip_modes(pool_rows: int, budget: int, k1: int, k2: int, k3: int, workers: i
             for path in paths
             for line in path.read_text().splitlines()
         ]
-    out = {"pool": len(rows), "budget": budget, "k": [k1, k2, k3], "workers": workers}
+    out = {"pool": len(rows), "mean_row_bytes": sum(map(len, rows)) / len(rows), "budget": budget}
+    out |= {"k": [k1, k2, k3], "workers": workers}
     picks = {}
     for mode in ("fast", "exact"):
-        started = time.perf_counter()
-        picks[mode] = zs.select(rows, budget, k1, k2, k3, mode=mode, workers=workers)
-        out[f"{mode}_seconds"] = time.perf_counter() - started
+        picks[mode], round_ends = timed_zip(zs.Zip(rows, mode=mode, workers=workers), budget, k1, k2, k3)
+        out[f"{mode}_seconds"], out[f"{mode}_round_ends"] = round_ends[-1], round_ends
     out["overlap"] = len(set(picks["fast"]) & set(picks["exact"])) / budget
     out["identical_order"] = picks["fast"] == picks["exact"]
     return out
+
+
+def timed_zip(engine, budget: int, k1: int, k2: int, k3: int) -> tuple[list[int], list[float]]:
+    """The picks, and the seconds since the start at the end of each round (exact's rounds
+    grow with the selection, fast's do not)."""
+    round_ends, started = [], time.perf_counter()
+    try:
+        state = engine.run(
+            engine.begin(), budget, k1, k2, k3, after_round=lambda _: round_ends.append(time.perf_counter() - started)
+        )
+    finally:
+        engine.close()
+    return state.selected, round_ends
 
 
 def scored_pool(folder: Path, rows: int) -> None:
@@ -196,11 +209,8 @@ def sql_selectors(rows: int, budget: int) -> dict:
     return out
 
 
-def main(quick: bool = False) -> None:
-    print(f"selection benchmark on {machine()}")
-    results = {}
-    sizes = (20_000, 2_000, 500) if quick else (100_000, 10_000, 1_000)
-    results["kcenter"] = r = kcenter(*sizes)
+def report_kcenter(quick: bool) -> dict:
+    r = kcenter(*((20_000, 2_000, 500) if quick else (100_000, 10_000, 1_000)))
     ratio = r["plain_seconds"] / r["float32"]["seconds_first_picks"]
     print(
         f"  k-center, {r['budget']:,} of {r['rows']:,} vectors: float32 {r['budget'] / r['float32']['seconds']:,.0f} "
@@ -208,22 +218,38 @@ def main(quick: bool = False) -> None:
         f"picks/s (first {r['float16']['picks']:,}); "
         f"first {r['baseline_picks']:,} picks x{ratio:.1f} faster than the plain greedy (same picks)"
     )
-    zip_sizes = (5_000, 300, 1_000, 100, 50) if quick else (50_000, 2_000, 2_000, 200, 100)
-    results["zip"] = r = zip_modes(*zip_sizes, workers=2)
+    return r
+
+
+def report_zip(quick: bool) -> dict:
+    r = zip_modes(*((5_000, 300, 1_000, 100, 50) if quick else (50_000, 2_000, 2_000, 200, 100)), workers=2)
     print(
         f"  ZIP, {r['budget']:,} of {r['pool']:,} rows, K1/K2/K3 {r['k']}: fast {r['fast_seconds']:.1f} s, exact "
         f"{r['exact_seconds']:.1f} s: x{r['exact_seconds'] / r['fast_seconds']:.1f} (target >= 20); overlap "
         f"{r['overlap']:.0%} (target >= 90%), same order: {r['identical_order']}"
     )
+    return r
+
+
+def report_sql(quick: bool) -> dict:
     rows = 100_000 if quick else 1_000_000
-    results["sql"] = r = sql_selectors(rows, 10_000)
+    r = sql_selectors(rows, 10_000)
     print(
         f"  SQL selectors, 10,000 of {rows:,} scored rows (reading the columns alone: {r['read_floor_seconds']:.2f} s):"
     )
     for name in SQL_SPECS:
         print(f"    {name:<26} {r[name]['seconds']:6.2f} s")
-    print(f"  results: {save('selection', results)}")
+    return r
+
+
+PARTS = {"kcenter": report_kcenter, "zip": report_zip, "sql": report_sql}
+
+
+def main(quick: bool = False, parts: tuple[str, ...] = tuple(PARTS)) -> None:
+    """All parts by default; `python -m bench.selection zip` runs one (the full ZIP part takes
+    about 1 h 55 min on a 2-CPU machine: the exact mode's rounds grow with the selection)."""
+    run_parts("selection", PARTS, parts, quick)
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    main(quick="--quick" in sys.argv, parts=tuple(a for a in sys.argv[1:] if a in PARTS) or tuple(PARTS))
