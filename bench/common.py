@@ -82,3 +82,12 @@ def run_parts(name: str, parts: dict, chosen: tuple[str, ...], argument) -> dict
     label = name if set(chosen) == set(parts) else "-".join((name, *chosen))
     print(f"  results: {save(label, results)}")
     return results
+
+
+def parts_from_argv(parts: dict, argv: list[str]) -> tuple[str, ...]:
+    """Part names given on the command line (all when none); an unknown name is an error,
+    not a silent full run."""
+    named = tuple(a for a in argv if not a.startswith("--"))
+    if unknown := [a for a in named if a not in parts]:
+        raise SystemExit(f"unknown benchmark part(s) {unknown}; choose from {list(parts)}")
+    return named or tuple(parts)

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from bench import loss_baseline
-from bench.common import gib, run_measured, run_parts
+from bench.common import gib, parts_from_argv, run_measured, run_parts
 from bench.ingest import write_pool
 
 BIN = Path(sys.executable).parent
@@ -72,14 +72,18 @@ def pool_texts(config_path: Path, mode: str = "conversation") -> list[str]:
     return render.render_column(table["messages"], mode).to_pylist()
 
 
-def timed_scorer(config_path: Path, name: str) -> tuple[float, dict]:
-    """Seconds and manifest of one scorer run in this process (Ray started beforehand)."""
+def timed_scorer(config_path: Path, name: str, afresh: bool = False) -> tuple[float, dict]:
+    """Seconds and manifest of one scorer run in this process (Ray started beforehand);
+    `afresh` first removes every score and unfinished work, so nothing is skipped."""
     from pipelines import config as config_module
     from pipelines.ray_runtime import ensure_ray
     from pipelines.score import runner
     from pipelines.score.stage import BUILDERS
 
     config = config_module.load(config_path)
+    if afresh:
+        for folder in ("scores", "_work"):
+            shutil.rmtree(Path(config.run_dir) / folder, ignore_errors=True)
     ensure_ray(config.ray)
     scorer = BUILDERS[name](config, getattr(config.score, name))
     started = time.perf_counter()
@@ -112,8 +116,7 @@ def compression(work: Path, rows: int) -> tuple[dict, Path]:
     two_loops = time.perf_counter() - started
     ray_seconds = []
     for _ in range(2):
-        shutil.rmtree(Path(config_dir(config)) / "scores", ignore_errors=True)
-        seconds, manifest = timed_scorer(config, "compression")
+        seconds, manifest = timed_scorer(config, "compression", afresh=True)
         assert manifest["rows_out"] == len(texts)
         ray_seconds.append(seconds)
     out = {"rows": len(texts), "bare_seconds": bare, "two_bare_loops_seconds": two_loops}
@@ -144,9 +147,7 @@ def embedding(work: Path, rows: int, baseline_rows: int, batch_size: int = 64, r
         direct.append(time.perf_counter() - started)
     ray_seconds = []
     for _ in range(rounds):
-        shutil.rmtree(Path(config_dir(config)) / "scores", ignore_errors=True)
-        shutil.rmtree(Path(config_dir(config)) / "_work", ignore_errors=True)
-        seconds, manifest = timed_scorer(config, "embedding")
+        seconds, manifest = timed_scorer(config, "embedding", afresh=True)
         ray_seconds.append(seconds)
     ray_rate, direct_rate = manifest["rows_out"] / min(ray_seconds), len(texts) / min(direct)
     return {
@@ -296,4 +297,4 @@ def main(quick: bool = False, parts: tuple[str, ...] = tuple(PARTS)) -> None:
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv, parts=tuple(a for a in sys.argv[1:] if a in PARTS) or tuple(PARTS))
+    main(quick="--quick" in sys.argv, parts=parts_from_argv(PARTS, sys.argv[1:]))

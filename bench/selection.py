@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import schemas
-from bench.common import run_parts
+from bench.common import parts_from_argv, run_parts
 from bench.ingest import write_pool
 
 
@@ -252,4 +252,4 @@ def main(quick: bool = False, parts: tuple[str, ...] = tuple(PARTS)) -> None:
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv, parts=tuple(a for a in sys.argv[1:] if a in PARTS) or tuple(PARTS))
+    main(quick="--quick" in sys.argv, parts=parts_from_argv(PARTS, sys.argv[1:]))
