@@ -50,26 +50,31 @@ def map_and_write(
     rows_per_part: int,
     progress,
     io_cpus: float = 0.25,
-    rows_per_block: int = 4096,
+    rows_per_block: int | None = None,
 ) -> float:
     """Ray Data: read the input files, `apply` the scoring maps, write parts; CPU seconds used.
 
     With actors, reads and writes ask for a fraction of a CPU (`io_cpus`), so an actor pool
-    holding whole CPUs never starves them (on 2 CPUs that would hang the pipeline). A plain
-    function scorer gives them a whole CPU and `rows_per_block = rows_per_part`, so Ray Data
-    fuses read, score and write into one task a part and no rows cross the object store (the
-    scoring map must then take whole blocks too: `batch_size=None`).
+    holding whole CPUs never starves them (on 2 CPUs that would hang the pipeline); a block
+    is `rows_per_block` rows, an actor call. A plain function scorer gives them a whole CPU
+    and no `rows_per_block`: then Ray Data fuses read, score and write into one task a part,
+    no rows cross the object store, and the parts (at most `rows_per_part` rows) come in
+    whole waves of the cluster's CPUs (the scoring map must take whole blocks too:
+    `batch_size=None`).
     """
+    import ray
     import ray.data
 
     from pipelines.score.source import RowGroups
 
-    source = RowGroups(files, columns, rows_per_block)
+    fused = rows_per_block is None
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1) // io_cpus)) if fused else None
+    source = RowGroups(files, columns, rows_per_block or rows_per_part, workers=slots)
     dataset = ray.data.read_datasource(source, num_cpus=io_cpus, override_num_blocks=source.num_tasks())
     dataset = apply(dataset).map_batches(
         write_part,
         # fused (a block a part): a batch size would keep Ray Data from fusing the read in
-        batch_size=None if rows_per_block == rows_per_part else rows_per_part,
+        batch_size=None if fused else rows_per_part,
         batch_format="pyarrow",
         num_cpus=io_cpus,
         fn_kwargs={"parts_dir": parts_dir, "table": table},

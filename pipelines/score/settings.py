@@ -25,7 +25,7 @@ class Placement(Strict):
 class CompressionScorer(Strict):
     level: int = Field(default=9, ge=0, le=9)  # zlib level; 9 as ZIP uses
     text: Literal[TEXTS] = "conversation"  # type: ignore[valid-type]
-    rows_per_part: int = Field(default=50_000, gt=0)
+    rows_per_part: int = Field(default=250_000, gt=0)  # at most; parts fill whole waves of the CPUs
 
 
 class EmbeddingScorer(Placement):

@@ -43,8 +43,7 @@ def _compression(config, settings) -> Scorer:
             "scores/compression",
             settings.rows_per_part,
             progress,
-            io_cpus=1,
-            rows_per_block=settings.rows_per_part,  # read, score and write fuse into one task
+            io_cpus=1,  # no rows_per_block: read, score and write fuse into one task a part
         )
 
     return Scorer(
