@@ -1,11 +1,34 @@
-"""The reference IFD scripts' loop, model_loss's baseline in bench/scoring.py: one HF forward
-with masked labels a sequence, two sequences a row, torch's default threads."""
+"""The plain single-process baselines bench/scoring.py measures Winnow against: a bare zlib
+loop, a direct `SentenceTransformer.encode`, and the reference IFD scripts' loop (one HF
+forward with masked labels a sequence, two sequences a row, torch's default threads)."""
 
 from __future__ import annotations
 
 import time
+import zlib
 
 import pyarrow.parquet as pq
+
+
+def compress_all(texts: list[bytes]) -> None:
+    for raw in texts:
+        zlib.compress(raw, 9)
+
+
+def direct_encode(texts: list[str], batch_size: int) -> float:
+    """Seconds of one `SentenceTransformer.encode` of the texts, 2 torch threads, the model
+    loaded beforehand (run in a fresh process, so no Ray runs beside it)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from pipelines.models.loading import default_embedding_model
+
+    torch.set_num_threads(2)
+    model = SentenceTransformer(default_embedding_model(), device="cpu")
+    model.max_seq_length = 128
+    started = time.perf_counter()
+    model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
+    return time.perf_counter() - started
 
 
 def batch_of_one(run_dir: str, rows: int) -> tuple[float, dict]:
