@@ -15,7 +15,7 @@ def compress_all(texts: list[bytes]) -> None:
         zlib.compress(raw, 9)
 
 
-def direct_encode(texts: list[str], batch_size: int) -> float:
+def direct_encode(texts: list[str], batch_size: int, max_seq_length: int) -> float:
     """Seconds of one `SentenceTransformer.encode` of the texts, 2 torch threads, the model
     loaded beforehand (run in a fresh process, so no Ray runs beside it)."""
     import torch
@@ -25,7 +25,7 @@ def direct_encode(texts: list[str], batch_size: int) -> float:
 
     torch.set_num_threads(2)
     model = SentenceTransformer(default_embedding_model(), device="cpu")
-    model.max_seq_length = 128
+    model.max_seq_length = max_seq_length
     started = time.perf_counter()
     model.encode(texts, batch_size=batch_size, normalize_embeddings=True)
     return time.perf_counter() - started

@@ -130,13 +130,14 @@ def embedding(work: Path, rows: int, baseline_rows: int, batch_size: int = 64, r
 
     import ray
 
-    score = {"embedding": {"batch_size": batch_size, "threads": 2, "max_seq_length": 128}}
+    max_seq_length = 128
+    score = {"embedding": {"batch_size": batch_size, "threads": 2, "max_seq_length": max_seq_length}}
     config = make_run(work, "embed", rows, score)
     texts = pool_texts(config)[:baseline_rows]
     direct, ray_seconds = [], []
     for _ in range(rounds):
         with multiprocessing.get_context("spawn").Pool(1) as fresh:
-            direct.append(fresh.apply(baselines.direct_encode, (texts, batch_size)))
+            direct.append(fresh.apply(baselines.direct_encode, (texts, batch_size, max_seq_length)))
         seconds, manifest = timed_scorer(config, "embedding", afresh=True)
         ray_seconds.append(seconds)
         ray.shutdown()

@@ -106,24 +106,18 @@ def zip_modes(pool_rows: int, budget: int, k1: int, k2: int, k3: int, workers: i
     out |= {"k": [k1, k2, k3], "workers": workers}
     picks = {}
     for mode in ("fast", "exact"):
-        picks[mode], round_ends = timed_zip(zs.Zip(rows, mode=mode, workers=workers), budget, k1, k2, k3)
+        round_ends, clock = round_clock()  # exact's rounds grow with the selection, fast's do not
+        picks[mode] = zs.select(rows, budget, k1, k2, k3, mode=mode, workers=workers, after_round=clock)
         out[f"{mode}_seconds"], out[f"{mode}_round_ends"] = round_ends[-1], round_ends
     out["overlap"] = len(set(picks["fast"]) & set(picks["exact"])) / budget
     out["identical_order"] = picks["fast"] == picks["exact"]
     return out
 
 
-def timed_zip(engine, budget: int, k1: int, k2: int, k3: int) -> tuple[list[int], list[float]]:
-    """The picks, and the seconds since the start at the end of each round (exact's rounds
-    grow with the selection, fast's do not)."""
-    round_ends, started = [], time.perf_counter()
-    try:
-        state = engine.run(
-            engine.begin(), budget, k1, k2, k3, after_round=lambda _: round_ends.append(time.perf_counter() - started)
-        )
-    finally:
-        engine.close()
-    return state.selected, round_ends
+def round_clock():
+    """(the list it fills, a callback): each call appends the seconds since the clock's making."""
+    started, ends = time.perf_counter(), []
+    return ends, lambda _: ends.append(time.perf_counter() - started)
 
 
 def scored_pool(folder: Path, rows: int) -> None:

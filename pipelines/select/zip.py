@@ -111,10 +111,12 @@ class Zip:
         return state
 
 
-def select(rows: list[bytes], budget: int, k1=10_000, k2=200, k3=100, level=9, mode="fast", workers=1) -> list[int]:
-    """Plain use: the selected row indices, in pick order."""
+def select(
+    rows: list[bytes], budget: int, k1=10_000, k2=200, k3=100, level=9, mode="fast", workers=1, after_round=None
+) -> list[int]:
+    """Plain use: the selected row indices, in pick order (`after_round(state)` after each round)."""
     engine = Zip(rows, level, mode, workers)
     try:
-        return engine.run(engine.begin(), budget, k1, k2, k3).selected
+        return engine.run(engine.begin(), budget, k1, k2, k3, after_round).selected
     finally:
         engine.close()
