@@ -26,7 +26,8 @@ def tiny_gguf(tmp_path_factory):
 
 
 def _config(tmp_path, models: dict):
-    document = {"name": "gguf", "run_dir": str(tmp_path / "run"), "ingest": {"sources": [{"kind": "mathematics", "name": "m", "rows": 10}]}, "models": models}
+    sources = [{"kind": "mathematics", "name": "m", "rows": 10}]
+    document = {"name": "gguf", "run_dir": str(tmp_path / "run"), "ingest": {"sources": sources}, "models": models}
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return config_module.load(path)
@@ -45,7 +46,8 @@ def test_a_gguf_file_becomes_a_folder_with_the_same_tokens_and_logits(tmp_path, 
     assert json.loads((folder / gguf.SOURCE_FILE).read_text())["gguf_sha256"] == gguf.file_sha256(file)
     text = "Question 7: what is 7 plus 21?  Ünïcode\n\nnew"
     messages = [{"role": "user", "content": "hi"}]
-    expected_tokenizer, converted_tokenizer = AutoTokenizer.from_pretrained(source), AutoTokenizer.from_pretrained(folder)
+    expected_tokenizer = AutoTokenizer.from_pretrained(source)
+    converted_tokenizer = AutoTokenizer.from_pretrained(folder)
     assert converted_tokenizer(text).input_ids == expected_tokenizer(text).input_ids
     assert converted_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == (
         expected_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
