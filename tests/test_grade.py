@@ -85,3 +85,14 @@ def test_grade_returns_what_it_extracted_and_rejects_bad_arguments():
         grade("The answer is A", "10^-4 eV", kind="choice", choices=["a", "b", "c", "d"])
     with pytest.raises(ValueError, match="kind must be"):
         grade("x", "y", kind="essay")
+
+
+def test_the_case_set_holds_issue_20s_false_positives_and_near_misses():
+    """A relative tolerance of 1e-4 graded 9999 right for a gold of 10{,}000 (issue 20)."""
+    issue = [case for case in CASES if case["note"].startswith("issue 20")]
+    near_misses = [case for case in CASES if case["note"].startswith("near miss")]
+    assert len(issue) == 4 and not any(case["expected"] for case in issue)
+    assert len(near_misses) >= 30 and not any(case["expected"] for case in near_misses)
+    notes = " ".join(case["note"] for case in near_misses)
+    for topic in ("1e3", "1e5", "1e6", "1e8", "1e9", "negative", "fraction", "scientific", "under", "over"):
+        assert topic in notes, topic

@@ -2,11 +2,14 @@
 
 1. exact string, after normalisation (`normalize.py`: units, degrees, `\\$`, `\\left`,
    `\\text{}`, thousands separators, "x = " and option parentheses removed; case ignored);
-2. numeric, relative tolerance 1e-4; when either side carries a percent sign, gold x100
+2. numeric (`numbers.py`): integers and fractions exactly; a tolerance only where a decimal
+   is written, at the precision the gold is written with (gold 3.14 takes 3.1416; gold
+   10000 takes 10000.0 but not 9999.9); when either side carries a percent sign, gold x100
    and gold /100 count too;
 3. element-wise for tuples, intervals and lists (intervals must also agree on open and
    closed ends; sets and bare comma lists in any order);
-4. symbolic equality with math-verify, in a worker process (`symbolic.py`).
+4. symbolic equality with math-verify, in a worker process (`symbolic.py`), its float
+   rounding set by the same precision rule (`numbers.symbolic_rounding`).
 
 The whole comparison shares one time limit, so one pathological answer costs at most
 `timeout_s` plus the worker's grace second, and counts as wrong (after a killed worker, the
@@ -21,15 +24,8 @@ import time
 from dataclasses import dataclass
 
 from pipelines.evaluate.extract import choice_letter, final_answer, letter_of
-from pipelines.evaluate.normalize import (
-    Answer,
-    Elements,
-    is_word,
-    normalize,
-    numbers_equal,
-    split_elements,
-    to_number,
-)
+from pipelines.evaluate.normalize import Answer, Elements, is_word, normalize, split_elements
+from pipelines.evaluate.numbers import numbers_equal, read_number, symbolic_rounding
 from pipelines.evaluate.symbolic import SymbolicChecker, default_checker
 
 OPTION_LETTERS = "ABCDEFGHIJ"
@@ -123,7 +119,7 @@ def _equivalent(predicted: Answer, gold: Answer, context: _Context) -> Check:
         return Check(False, "empty")
     if predicted.key == gold.key:
         return Check(True, "exact")
-    predicted_number, gold_number = to_number(predicted.key), to_number(gold.key)
+    predicted_number, gold_number = read_number(predicted.key), read_number(gold.key)
     if predicted_number is not None and gold_number is not None:
         equal = numbers_equal(predicted_number, gold_number, predicted.percent or gold.percent)
         return Check(equal, "numeric")
@@ -133,7 +129,8 @@ def _equivalent(predicted: Answer, gold: Answer, context: _Context) -> Check:
     if elements is not None:
         return elements
     remaining = context.deadline - time.monotonic()
-    verdict = context.checker.equal(predicted.text, gold.text, remaining)
+    rounding = symbolic_rounding(predicted.text, gold.text)
+    verdict = context.checker.equal(predicted.text, gold.text, remaining, rounding)
     return Check(verdict.equal, "symbolic" if verdict.status == "ok" else verdict.status)
 
 

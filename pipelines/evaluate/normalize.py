@@ -1,20 +1,18 @@
-"""Cheap, bounded text work for grading: normalise an answer, read it as a number, split lists.
+"""Cheap, bounded text work for grading: normalise an answer, split lists.
 
-Everything here is string handling and float arithmetic on short strings (no sympy), so it
-cannot hang; the symbolic check that can lives in `symbolic.py`, behind a timeout.
-The normalisation follows the MATH benchmark's conventions: units, degrees, dollar signs,
-`\\left`/`\\right`, spacing commands and thousands separators carry no meaning for grading.
+Everything here is string handling on short strings (no sympy), so it cannot hang; the
+symbolic check that can lives in `symbolic.py`, behind a timeout, and numbers are read
+(exactly) in `numbers.py`. The normalisation follows the MATH benchmark's conventions:
+units, degrees, dollar signs, `\\left`/`\\right`, spacing commands and thousands
+separators carry no meaning for grading.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
-from fractions import Fraction
 
 MAX_ANSWER_CHARS = 2_000  # longer "answers" are runaway generations, compared as strings only
-MAX_EXPONENT = 300  # 10^e past this is no float; the symbolic check gets it instead
 
 SPACING = re.compile(r"(?<!\\)\\[!,;:> ]|\\q?quad\b|~")
 SIZING = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big|biggl|biggr|bigg|Bigg)(?![a-zA-Z])")
@@ -29,10 +27,7 @@ NOT_UNITS = {"pi", "i", "e", "x", "y", "z", "n", "k", "sqrt", "and", "or", "to",
 ASSIGNMENT = re.compile(r"^(?:[a-zA-Z](?:_\{?\w+\}?)?|\\[a-zA-Z]+)\s*(?:=|\\in)\s*(?!.*(?:=|\\in))")
 OPTION = re.compile(r"^\(?([a-jA-J])\)?\.?$")
 THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
-PLAIN_NUMBER = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
-SCIENTIFIC = re.compile(r"^(?:([-+]?(?:\d+\.?\d*|\.\d+))(?:\\times|\\cdot|\*))?10\^\{?([-+]?\d+)\}?$")
-FRACTION = re.compile(r"^([-+]?)\\frac\{([-+]?[\d.]+)\}\{([-+]?[\d.]+)\}$|^([-+]?[\d.]+)/([-+]?[\d.]+)$")
-MIXED = re.compile(r"^([-+]?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$")
+SLASHED_MIXED = re.compile(r"^([-+]?\d+)\s+(\d+)\s*/\s*(\d+)$")  # "2 1/2": two and a half, not 21/2
 WORD = re.compile(r"^[a-zA-Z][a-zA-Z '\-]{2,}$")
 
 
@@ -67,6 +62,7 @@ def normalize(answer: str) -> Answer:
     option = OPTION.match(text)
     if option:  # "(B)", "B." -> "B"
         text = option.group(1)
+    text = SLASHED_MIXED.sub(r"\1\\frac{\2}{\3}", text)
     compact = re.sub(r"\s+", "", text)
     if THOUSANDS.match(compact):
         text = compact = compact.replace(",", "")
@@ -99,47 +95,6 @@ def _fix_fracs_and_roots(text: str) -> str:
 def is_word(answer: Answer) -> bool:
     """A word or phrase ("east", "True", "Evelyn"): compared as text, never as symbols."""
     return bool(WORD.match(answer.text)) and answer.key not in NOT_UNITS
-
-
-# --- numbers ------------------------------------------------------------------------
-
-
-def to_number(key: str) -> float | None:
-    """The value of a numeric answer key (integer, decimal, scientific, fraction, mixed
-    number), or None when the answer is not a plain number."""
-    try:
-        return _to_number(key)
-    except (ValueError, ZeroDivisionError, OverflowError):
-        return None
-
-
-def _to_number(key: str) -> float | None:
-    if PLAIN_NUMBER.match(key):
-        value = float(key)
-        return value if math.isfinite(value) else None
-    match = SCIENTIFIC.match(key)
-    if match:
-        exponent = int(match.group(2))
-        if abs(exponent) > MAX_EXPONENT:
-            return None
-        return float(match.group(1) or 1) * 10.0**exponent
-    match = MIXED.match(key)
-    if match:
-        sign, whole, top, bottom = match.groups()
-        value = int(whole) + Fraction(int(top), int(bottom))
-        return float(-value if sign == "-" else value)
-    match = FRACTION.match(key)
-    if match:
-        sign, top, bottom = match.group(1, 2, 3) if match.group(2) else ("", *match.group(4, 5))
-        value = float(top) / float(bottom)
-        return -value if sign == "-" else value
-    return None
-
-
-def numbers_equal(predicted: float, gold: float, percent: bool, rel_tol: float = 1e-4) -> bool:
-    """Equal within a relative tolerance; with `percent`, gold x100 and /100 count too."""
-    candidates = (gold, gold * 100, gold / 100) if percent else (gold,)
-    return any(math.isclose(predicted, candidate, rel_tol=rel_tol) for candidate in candidates)
 
 
 # --- tuples, intervals, lists -------------------------------------------------------

@@ -23,6 +23,8 @@ import time
 import weakref
 from dataclasses import dataclass
 
+from pipelines.evaluate.numbers import EXACT_ROUNDING
+
 GRACE_S = 1.0  # beyond the check's own limit, before the caller kills the worker
 START_TIMEOUT_S = 120.0  # importing sympy on a busy machine can take a while
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,14 +50,17 @@ class SymbolicChecker:
         self._lock = threading.Lock()
         _live.add(self)
 
-    def equal(self, predicted: str, gold: str, timeout_s: float) -> Verdict:
-        """math-verify's verdict on `predicted` against `gold`, within `timeout_s` (+ grace)."""
+    def equal(self, predicted: str, gold: str, timeout_s: float, float_rounding: int = EXACT_ROUNDING) -> Verdict:
+        """math-verify's verdict on `predicted` against `gold`, within `timeout_s` (+ grace);
+        where a side is a float, both are rounded to `float_rounding` decimal places first
+        (math-verify's own default, 6, would call 1023.9999999 equal to 1024)."""
         started = time.monotonic()
         if timeout_s <= 0:
             return Verdict(False, "timeout", 0.0)
         with self._lock:
             process = self._worker()
-            request = json.dumps({"predicted": predicted, "gold": gold, "timeout_s": timeout_s})
+            request = {"predicted": predicted, "gold": gold, "timeout_s": timeout_s, "float_rounding": float_rounding}
+            request = json.dumps(request)
             try:
                 process.stdin.write(request + "\n")
                 process.stdin.flush()
@@ -171,7 +176,7 @@ def _timed_check(request: dict, checking: list[bool], signal) -> tuple[bool, str
     try:
         checking[0] = True
         signal.setitimer(signal.ITIMER_REAL, request["timeout_s"], REPEAT_S)
-        return _verify(request["predicted"], request["gold"]), "ok"
+        return _verify(request["predicted"], request["gold"], request["float_rounding"]), "ok"
     except _CheckTimeout:
         return False, "timeout"
     except Exception as error:  # a parse or compare failure is a "not equal" verdict
@@ -191,10 +196,10 @@ def _parse(text: str):
     return parse(text, [ExprExtractionConfig()], parsing_timeout=None) or parsed  # "sqrt(2)/2"
 
 
-def _verify(predicted: str, gold: str) -> bool:
+def _verify(predicted: str, gold: str, float_rounding: int) -> bool:
     from math_verify import verify
 
     gold_parsed, predicted_parsed = _parse(gold), _parse(predicted)
     if not gold_parsed or not predicted_parsed:
         return False
-    return verify(gold_parsed, predicted_parsed, timeout_seconds=None)
+    return verify(gold_parsed, predicted_parsed, float_rounding=float_rounding, timeout_seconds=None)
