@@ -59,6 +59,22 @@ class ExperimentConfig(Strict):
 
     @field_validator("run_dir")
     @classmethod
+    @model_validator(mode="after")
+    def _baseline_is_evaluated(self):
+        """evaluate.baseline names an arm the evaluate stage runs: a train arm (all its seeds) or
+        `base-<model>` for a `models:` entry an arm starts from (experiment.evaluation_arms)."""
+        baseline = self.evaluate.baseline if self.evaluate is not None else None
+        if baseline is None:
+            return self
+        from pipelines.train.settings import arm_of
+
+        arms = self.train.arms if self.train is not None else {}
+        bases = {f"base-{arm.model}" for arm in arms.values() if arm.model in self.models}
+        allowed = sorted({arm_of(name) for name in arms} | bases)
+        if baseline not in allowed:
+            raise ValueError(f"evaluate.baseline: {baseline!r} is not an evaluated arm; allowed: {allowed}")
+        return self
+
     def _absolute(cls, run_dir: str) -> str:
         """Workers may run in another directory: a local run_dir is made absolute here."""
         return run_dir if "://" in run_dir else os.path.abspath(os.path.expanduser(run_dir))

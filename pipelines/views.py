@@ -2,8 +2,10 @@
 
 Views: `pool`; `rejects` (every stage's rejects together); one view per other table
 folder, named by its path with "/" -> "_" (e.g. `scores_compression`, `selections_random`);
-`selections` (selection, id, rank: every selection together); and `manifests` (one row per
-finished table: its stage manifest's counts and seconds, and the whole manifest as JSON).
+`selections` (selection, id, rank: every selection together); `evals` (run, arm, seed,
+benchmark and each question's result: every eval/<RUN>/<BENCH> together, a run being an arm
+or one seed of it, `<arm>@s<seed>`); and `manifests` (one row per finished table: its stage
+manifest's counts and seconds, and the whole manifest as JSON).
 Paths never enter SQL text: views are built from relations, and queries take values as
 $parameters.
 """
@@ -22,17 +24,24 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 SKIP = ("_work",)
 
 
-def table_files(run_dir: str) -> dict[str, list[str]]:
-    """View name -> Parquet files, for every table folder in the run."""
-    tables: dict[str, list[str]] = {}
+def table_folders(run_dir: str) -> dict[tuple[str, ...], list[str]]:
+    """Table folder (its path's parts) -> Parquet files, for every table folder in the run."""
+    folders: dict[tuple[str, ...], list[str]] = {}
     base = storage.resolve(run_dir)[1].rstrip("/")
     for location in storage.list_files(run_dir, ".parquet", recursive=True):
         relative = storage.resolve(location)[1][len(base) + 1 :].split("/")
         if relative[0] in SKIP or len(relative) < 2 or relative[-1].startswith(("_", ".")):
             continue
-        folder = relative[:-1]
+        folders.setdefault(tuple(relative[:-1]), []).append(location)
+    return folders
+
+
+def table_files(run_dir: str, folders: dict[tuple[str, ...], list[str]] | None = None) -> dict[str, list[str]]:
+    """View name -> Parquet files, for every table folder in the run."""
+    tables: dict[str, list[str]] = {}
+    for folder, files in (folders if folders is not None else table_folders(run_dir)).items():
         name = "rejects" if folder[0] == "rejects" else "_".join(folder)
-        tables.setdefault(name, []).append(location)
+        tables.setdefault(name, []).extend(files)
     return tables
 
 
@@ -40,12 +49,16 @@ def connect(run_dir: str) -> duckdb.DuckDBPyConnection:
     if not storage.is_dir(run_dir):
         raise FileNotFoundError(f"{run_dir}: no such run folder")
     connection = duckdb_connection()
-    tables = table_files(run_dir)
+    folders = table_folders(run_dir)
+    tables = table_files(run_dir, folders)
     for name, files in sorted(tables.items()):
         relation(connection, files).create_view(name)
     selections = [name for name in sorted(tables) if name.startswith(SELECTION_PREFIX)]
     if selections:
         _union_of_selections(connection, selections).create_view("selections")
+    evaluated = sorted(folder for folder in folders if len(folder) == 3 and folder[0] == "eval")
+    if evaluated:
+        _union_of_evals(connection, {folder: folders[folder] for folder in evaluated}).create_view("evals")
     connection.from_arrow(manifests(run_dir)).create_view("manifests")
     return connection
 
@@ -64,6 +77,31 @@ def _union_of_selections(connection: duckdb.DuckDBPyConnection, names: list[str]
         )
         for name in names
     ]
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.union(part)
+    return union
+
+
+EVAL_COLUMNS = ("question_id", "correct", "extracted", "gold", "status")
+
+
+def _union_of_evals(connection: duckdb.DuckDBPyConnection, folders: dict[tuple[str, ...], list[str]]):
+    """(run, arm, seed, benchmark, question_id, correct, extracted, gold, status) of every
+    eval/<RUN>/<BENCH>; names enter as constants, not SQL text."""
+    from pipelines.train.settings import arm_of, seed_of
+
+    parts = []
+    for (_, run, benchmark), files in folders.items():
+        seed = seed_of(run)
+        constants = [
+            duckdb.ConstantExpression(run).alias("run"),
+            duckdb.ConstantExpression(arm_of(run)).alias("arm"),
+            duckdb.ConstantExpression(seed).cast("INTEGER").alias("seed"),
+            duckdb.ConstantExpression(benchmark).alias("benchmark"),
+        ]
+        columns = [duckdb.ColumnExpression(column) for column in EVAL_COLUMNS]
+        parts.append(relation(connection, files).select(*constants, *columns))
     union = parts[0]
     for part in parts[1:]:
         union = union.union(part)

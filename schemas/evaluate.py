@@ -2,6 +2,8 @@
 
 import pyarrow as pa
 
+from schemas.report import COMPARISON, INTERVAL
+
 # One benchmark question, whatever file it came from (pipelines/evaluate/benchmarks.py).
 BENCHMARK = pa.schema(
     [
@@ -32,7 +34,8 @@ EVAL_RESULTS = pa.schema(
     ]
 )
 
-# eval_summary: accuracy per arm and benchmark.
+# eval_summary: accuracy per arm (each seed's run its own row) and benchmark, with its interval
+# and the run's paired comparison with the baseline arm (every seed of the baseline pooled).
 EVAL_SUMMARY = pa.schema(
     [
         pa.field("arm", pa.string(), nullable=False),
@@ -46,5 +49,7 @@ EVAL_SUMMARY = pa.schema(
         pa.field("failed", pa.int64(), nullable=False),  # generations that failed after retries
         pa.field("generation_seconds", pa.float64(), nullable=False),
         pa.field("grading_seconds", pa.float64(), nullable=False),
+        *INTERVAL,
+        *COMPARISON,
     ]
 )

@@ -51,6 +51,9 @@ def _config(run_dir, shared_data, **evaluate):
     return SimpleNamespace(run_dir=str(run_dir), models={}, ray=RayConfig(num_cpus=2), evaluate=section)
 
 
+Z = 1.959963984540054  # the 97.5% normal quantile
+
+
 def _eval_rows(run_dir, key: str) -> list[dict]:
     return pq.read_table(run_dir / "eval" / key / stage.PART).to_pylist()
 
@@ -85,6 +88,19 @@ def test_evaluate_writes_tables_retries_failures_reuses_units_and_regrades(ray_l
     reused = stage.run(_config(run_dir, shared_data, grading_workers=2), arms)["eval_summary"]
     assert reused["units_run"] == [] and reused["generation"] == {"base": None}
     assert reused["accuracy"] == manifest["accuracy"]
+
+    # Every accuracy carries its Wilson interval; with one arm there is nothing to compare it with.
+    summary = pq.read_table(run_dir / "eval_summary" / stage.PART).to_pylist()
+    assert all(r["accuracy_low"] <= r["accuracy"] <= r["accuracy_high"] for r in summary)
+    assert summary[2]["accuracy_high"] == pytest.approx(Z**2 / (2 + Z**2))  # gpqa 0/2: the Wilson bound
+    assert {r["verdict"] for r in summary} == {"no baseline arm to compare with"}
+    assert manifest["comparison"] == {"baseline": None, "alpha": 0.05, "resamples": 10_000, "seed": 0}
+    named = stage.run(_config(run_dir, shared_data, grading_workers=2, baseline="base"), arms)["eval_summary"]
+    assert named["units_run"] == [] and named["comparison"]["baseline"] == "base"
+    summary = pq.read_table(run_dir / "eval_summary" / stage.PART).to_pylist()
+    assert {(r["baseline"], r["verdict"], r["p_value"]) for r in summary} == {("base", "the baseline", None)}
+    with pytest.raises(ValueError, match="evaluate.baseline: 'other' is not an evaluated arm; arms: base"):
+        stage.run(_config(run_dir, shared_data, baseline="other"), arms)
 
     # A sample whose generation failed for a passing reason is asked again, and only it.
     table = pq.read_table(run_dir / "eval/base/math-500" / stage.PART).to_pylist()

@@ -113,6 +113,39 @@ def summary_row(arm: str, model: str, benchmark: str, table: pa.Table, generatio
     }
 
 
+def with_comparisons(summary: list[dict], answers: dict, baseline: str | None, section) -> list[dict]:
+    """The summary rows with each run's Wilson interval and paired comparison with the
+    baseline arm (all its seeds pooled); `answers` is run -> benchmark -> {question_id: correct}."""
+    from pipelines.report import comparisons
+
+    settings = comparisons.Settings(baseline, section.alpha, section.resamples, section.seed)
+    groups = {run: [run] for run in answers}
+    if baseline is not None:
+        groups[baseline] = comparisons.group_runs(answers).get(baseline, [])
+        groups = {run: runs for run, runs in groups.items() if run == baseline or run not in groups[baseline]}
+    compared = {(row["arm"], row["benchmark"]): row for row in comparisons.compare(answers, groups, baseline, settings)}
+    rows = []
+    for row in summary:
+        run, benchmark = row["arm"], row["benchmark"]
+        group = baseline if baseline is not None and run in groups.get(baseline, []) else run
+        stats = compared[(group, benchmark)]
+        low, high = comparisons.stats.wilson(row["correct"], row["n"])
+        rows.append({**row, "accuracy_low": low, "accuracy_high": high, **{k: stats[k] for k in COMPARED}})
+    return rows
+
+
+COMPARED = (
+    "baseline",
+    "difference",
+    "difference_low",
+    "difference_high",
+    "p_value",
+    "p_holm",
+    "significant",
+    "verdict",
+)
+
+
 def timed(function, *args, **kwargs):
     """(result, seconds) of a call."""
     started = time.monotonic()

@@ -59,6 +59,11 @@ class EvaluateConfig(Strict):
     seed: int = 0
     grading_timeout_s: float = Field(default=5.0, gt=0)  # per answer, all checks together
     grading_workers: int = Field(default=2, gt=0)  # threads, each with its own math-verify process
+    # Every arm is compared with `baseline` on the same questions (docs/evaluation.md). None: the arm
+    # trained on a random selection where there is one, else the base model.
+    baseline: str | None = Field(default=None, pattern=NAME_PATTERN)
+    alpha: float = Field(default=0.05, gt=0, lt=1)  # significance level, after Holm over the comparisons
+    resamples: int = Field(default=10_000, ge=100)  # paired bootstrap of each difference, seeded by `seed`
 
     @model_validator(mode="before")
     @classmethod

@@ -27,6 +27,7 @@ from pipelines.models.loading import resolve
 from pipelines.progress import note
 from pipelines.runs import StageRun, stable_hash, stage_identity
 from pipelines.settings import NAME_PATTERN
+from pipelines.train.settings import RUN_PATTERN
 
 STAGE_VERSION = 1
 GRADER_VERSION = 1  # bump when grading rules change: outputs are re-graded, not re-generated
@@ -59,7 +60,32 @@ def run(config, arms: dict[str, str]) -> dict[str, dict]:
         written, generation[arm] = _evaluate_arm(config, section, stage, arm, plan, questions)
         outputs.update(written)
     summary = [_summary_of(stage, plan[key], outputs.get(f"eval/{key}")) for key in plan]
-    return {"eval_summary": _commit(stage, outputs, summary, questions, plan, generation)}
+    baseline = _baseline(config, section, arms)
+    answers = _answers(stage, plan, outputs)
+    summary = results.with_comparisons(summary, answers, baseline, section)
+    comparison = {"baseline": baseline, "alpha": section.alpha, "resamples": section.resamples, "seed": section.seed}
+    return {"eval_summary": _commit(stage, outputs, summary, questions, plan, generation, comparison)}
+
+
+def _baseline(config, section: EvaluateConfig, arms: dict[str, str]) -> str | None:
+    """The arm every other is compared with: `evaluate.baseline`, else the default."""
+    from pipelines.report.comparisons import default_baseline, group_runs
+    from pipelines.runs import read_manifest
+
+    groups = group_runs(arms)
+    if section.baseline is not None and section.baseline not in groups:
+        raise ValueError(f"evaluate.baseline: {section.baseline!r} is not an evaluated arm; arms: {', '.join(groups)}")
+    return section.baseline or default_baseline(groups, lambda table: read_manifest(config.run_dir, table))
+
+
+def _answers(stage: StageRun, plan: dict, outputs: dict) -> dict:
+    """run -> benchmark -> {question_id: correct}, from every unit's table."""
+    answers: dict = {}
+    for key, unit in plan.items():
+        table = _read_parts(outputs.get(f"eval/{key}") or stage.table_location(f"eval/{key}"))
+        graded = dict(zip(table.column("question_id").to_pylist(), table.column("correct").to_pylist(), strict=True))
+        answers.setdefault(unit["arm"], {})[unit["benchmark"]] = graded
+    return answers
 
 
 def _check_arms(arms: dict[str, str]) -> None:
@@ -67,9 +93,9 @@ def _check_arms(arms: dict[str, str]) -> None:
 
     if not arms:
         raise ValueError("evaluate: no arms given ({arm name: model reference})")
-    bad = [name for name in arms if not re.match(NAME_PATTERN, name)]
+    bad = [name for name in arms if not re.match(RUN_PATTERN, name)]
     if bad:
-        raise ValueError(f"evaluate: arm names must match {NAME_PATTERN}; got {bad}")
+        raise ValueError(f"evaluate: arm names must match {NAME_PATTERN}, with @s<seed> for a seed's run; got {bad}")
 
 
 def _present(spec) -> bool:
@@ -228,7 +254,9 @@ def _retryable_failures(stage: StageRun, outputs: dict, plan: dict) -> int:
     return sum(sum(results.retryable(row) for row in _read_parts(folder).to_pylist()) for folder in folders)
 
 
-def _commit(stage: StageRun, outputs: dict, summary: list[dict], questions: dict, plan: dict, generation) -> dict:
+def _commit(
+    stage: StageRun, outputs: dict, summary: list[dict], questions: dict, plan: dict, generation, comparison: dict
+) -> dict:
     table = pa.Table.from_pylist(summary, schema=schemas.evaluate.EVAL_SUMMARY)
     schemas.check("eval_summary", table, schemas.evaluate.EVAL_SUMMARY)
     summary_dir = storage.join(stage.work_dir, "summary")
@@ -250,6 +278,7 @@ def _commit(stage: StageRun, outputs: dict, summary: list[dict], questions: dict
         "units_run": sorted(key.removeprefix("eval/") for key in outputs),
         "generation": generation,  # per arm: the engine's counts for this run (None: nothing generated)
         "accuracy": {f"{row['arm']}/{row['benchmark']}": round(row["accuracy"], 4) for row in summary},
+        "comparison": comparison,  # the report's comparisons use these settings too
         "cpu_seconds": round(stage.driver_cpu_seconds(), 3),
     }
     return stage.commit(tables, manifest)

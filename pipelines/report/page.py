@@ -1,10 +1,14 @@
-"""One self-contained HTML page: the results table as in the papers, then every plot
-(PNG files beside the page, also embedded so the page can be mailed on its own)."""
+"""One self-contained HTML page: what the run can conclude, the results table as in the
+papers (every accuracy with its n and 95% interval), the comparison with the baseline arm
+(verdict first), then every plot (PNG files beside the page, also embedded so the page can
+be mailed on its own)."""
 
 from __future__ import annotations
 
 import base64
 import html
+
+from pipelines.report.stats import format_accuracy, format_difference, format_p
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -12,37 +16,129 @@ table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.3rem 0.7rem; text-align: right; }
 th:first-child, td:first-child, td.text { text-align: left; }
 td.best { font-weight: bold; }
+td.significant { font-weight: bold; }
+.seeds { color: #666; font-size: 0.8rem; display: block; }
+.conclusion { font-size: 1.05rem; background: #f6f6f6; padding: 0.8rem 1rem; border-left: 4px solid #888; }
 figure { margin: 1.5rem 0; } img { max-width: 100%; } figcaption { color: #555; font-size: 0.9rem; }
 .note { color: #666; font-size: 0.9rem; }
 """
 
 
-def results_table(rows: list[dict]) -> str:
-    """Rows: arms (method, selection); columns: benchmarks, their mean, and compute."""
+def _arms(rows: list[dict]) -> dict[str, dict]:
+    """Arm -> its first row (method, data, compute) and {benchmark: row}, base models first."""
+    arms: dict[str, dict] = {}
+    for row in rows:
+        arms.setdefault(row["arm"], {**row, "by_benchmark": {}})["by_benchmark"][row["benchmark"]] = row
+    return dict(sorted(arms.items(), key=lambda item: (item[1]["method"] != "base", item[0])))
+
+
+def _sizes(rows: list[dict]) -> dict[str, int]:
+    """Benchmark -> its question count (the largest any arm answered)."""
+    sizes: dict[str, int] = {}
+    for row in rows:
+        sizes[row["benchmark"]] = max(sizes.get(row["benchmark"], 0), row["n"])
+    return dict(sorted(sizes.items()))
+
+
+def conclusion(rows: list[dict], alpha: float) -> str:
+    """The sentence at the top: what this run can and cannot conclude at its n."""
+    if not rows:
+        return "No arm has been evaluated yet: there is nothing to conclude."
+    sizes = _sizes(rows)
+    n_text = ", ".join(f"{n} questions on {benchmark}" for benchmark, n in sizes.items())
+    baseline = rows[0]["baseline"]
+    if baseline is None:
+        return f"This run has no baseline arm to compare with ({n_text}): it shows accuracies with intervals only."
+    tested = [row for row in rows if row["p_value"] is not None]
+    base_rows = {row["benchmark"]: row for row in rows if row["arm"] == baseline}
+    detectable = [
+        f"{100 * base_rows[b]['detectable_difference']:.0f} points on {b}"
+        for b in sizes
+        if b in base_rows and base_rows[b]["detectable_difference"] is not None
+    ]
+    power = (
+        f"With {n_text}, it detects a change from {baseline} of about {' and '.join(detectable)} with 80% power "
+        f"(alpha {alpha:g} split {len(tested)} ways for Holm; as if unpaired, which pairing can only improve): "
+        "smaller differences may be real, but this run cannot show them. "
+    )
+    significant = [row for row in tested if row["significant"]]
+    if not tested:
+        return power + "It has no arm besides the baseline, so it compares nothing."
+    if not significant:
+        return power + (
+            f"No arm differs significantly from {baseline} on any benchmark (exact McNemar, Holm over "
+            f"{len(tested)} comparisons, alpha {alpha:g}), so it cannot tell these arms apart."
+        )
+    found = "; ".join(
+        f"{row['arm']} is {'better' if row['difference'] > 0 else 'worse'} on {row['benchmark']} "
+        f"({format_difference(row['difference'], row['difference_low'], row['difference_high'])} points, "
+        f"Holm p {format_p(row['p_holm'])})"
+        for row in significant
+    )
+    rest = len(tested) - len(significant)
+    return power + f"Significant against {baseline} after Holm: {found}; the other {rest} comparisons are not."
+
+
+def results_table(rows: list[dict], best: dict[str, str | None]) -> str:
+    """Rows: arms; columns: each benchmark's accuracy [95% CI] with its n, then compute.
+    A cell is bold only where its arm is significantly best on that benchmark (`best`)."""
     if not rows:
         return '<p class="note">No arm has been evaluated yet.</p>'
-    benchmarks = sorted({r["benchmark"] for r in rows})
-    arms: dict[str, dict] = {}
-    for r in rows:
-        arms.setdefault(r["arm"], {**r, "scores": {}})["scores"][r["benchmark"]] = 100 * r["accuracy"]
-    best = {b: max(a["scores"].get(b, -1) for a in arms.values()) for b in benchmarks}
-    head = "".join(f"<th>{html.escape(b)}</th>" for b in benchmarks)
-    lines = [f"<table><tr><th>arm</th><th>method</th><th>data</th>{head}<th>mean</th><th>compute (s)</th></tr>"]
-    for name, arm in sorted(arms.items(), key=lambda item: (item[1]["method"] != "base", item[0])):
-        cells = "".join(_cell(arm["scores"].get(b), best[b]) for b in benchmarks)
-        mean = sum(arm["scores"].values()) / len(arm["scores"])
+    sizes = _sizes(rows)
+    head = "".join(f"<th>{html.escape(b)} (n = {n})</th>" for b, n in sizes.items())
+    lines = [
+        f"<table><tr><th>arm</th><th>method</th><th>data</th>{head}"
+        "<th>compute (wall s)</th><th>CPU-hours</th><th>GPU-hours</th></tr>"
+    ]
+    for name, arm in _arms(rows).items():
+        cells = "".join(_cell(arm["by_benchmark"].get(b), best.get(b) == name) for b in sizes)
         data = html.escape(arm["data"] or "")
         lines.append(
             f'<tr><td class="text">{html.escape(name)}</td><td class="text">{arm["method"]}</td>'
-            f'<td class="text">{data}</td>{cells}<td>{mean:.1f}</td><td>{arm["compute_seconds"]:,.0f}</td></tr>'
+            f'<td class="text">{data}</td>{cells}<td>{arm["compute_seconds"]:,.0f}</td>'
+            f"<td>{arm['cpu_hours']:.3f}</td><td>{arm['gpu_hours']:.3f}</td></tr>"
         )
     return "\n".join(lines) + "</table>"
 
 
-def _cell(score: float | None, best: float) -> str:
-    if score is None:
+def _cell(row: dict | None, best: bool) -> str:
+    if row is None:
         return "<td></td>"
-    return f'<td class="{"best" if score == best else ""}">{score:.1f}</td>'
+    text = format_accuracy(row["accuracy"], row["accuracy_low"], row["accuracy_high"])
+    if row["runs"] > 1:
+        text += f'<span class="seeds">{row["runs"]} seeds, sd {100 * row["accuracy_seed_sd"]:.1f}</span>'
+    return f'<td class="{"best" if best else ""}">{text}</td>'
+
+
+def comparison_table(rows: list[dict]) -> str:
+    """One line per arm and benchmark compared with the baseline; the verdict comes first."""
+    tested = [row for row in rows if row["p_value"] is not None]
+    if not tested:
+        return '<p class="note">No comparison: the run has no baseline arm, or no other arm.</p>'
+    baseline = tested[0]["baseline"]
+    base = {row["benchmark"]: row for row in rows if row["arm"] == baseline}
+    lines = [
+        "<table><tr><th>verdict</th><th>arm</th><th>benchmark</th><th>n</th><th>accuracy % [95% CI]</th>"
+        f"<th>{html.escape(baseline)} % [95% CI]</th><th>difference, points [95% CI]</th>"
+        "<th>p (McNemar)</th><th>p (Holm)</th></tr>"
+    ]
+    for row in sorted(tested, key=lambda r: (r["benchmark"], r["p_holm"], r["arm"])):
+        reference = base.get(row["benchmark"])
+        reference_text = (
+            format_accuracy(reference["accuracy"], reference["accuracy_low"], reference["accuracy_high"])
+            if reference
+            else ""
+        )
+        lines.append(
+            f'<tr><td class="text{" significant" if row["significant"] else ""}">{html.escape(row["verdict"])}</td>'
+            f'<td class="text">{html.escape(row["arm"])}</td><td class="text">{html.escape(row["benchmark"])}</td>'
+            f"<td>{row['n']}</td>"
+            f"<td>{format_accuracy(row['accuracy'], row['accuracy_low'], row['accuracy_high'])}</td>"
+            f"<td>{reference_text}</td>"
+            f"<td>{format_difference(row['difference'], row['difference_low'], row['difference_high'])}</td>"
+            f"<td>{row['p_value']:.3g}</td><td>{row['p_holm']:.3g}</td></tr>"
+        )
+    return "\n".join(lines) + "</table>"
 
 
 def figure(name: str, png: bytes, caption: str) -> str:
@@ -53,17 +149,27 @@ def figure(name: str, png: bytes, caption: str) -> str:
     )
 
 
-def page(title: str, run_dir: str, table_html: str, figures: list[str], missing: list[str]) -> str:
+def page(title: str, run_dir: str, sections: dict[str, str], figures: list[str], missing: list[str]) -> str:
+    """`sections`: conclusion (text), results and comparison (HTML tables), alpha (text)."""
     absent = "".join(f"<li>{html.escape(m)}</li>" for m in missing)
     absent_html = f'<p class="note">Not in this run yet:</p><ul class="note">{absent}</ul>' if missing else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
-<p class="note">Run folder: <code>{html.escape(run_dir)}</code>. Accuracy in %, best per benchmark in bold;
-compute is the wall seconds spent making each arm's data and training it.</p>
+<p class="conclusion">{html.escape(sections["conclusion"])}</p>
+<p class="note">Run folder: <code>{html.escape(run_dir)}</code>. Accuracy in % with its 95% Wilson interval
+[low, high], n questions per benchmark (an arm with seeds: the mean over its seeds, the interval over every
+seed's answers, and the seeds' standard deviation). Bold marks an arm only where it is significantly best:
+better than every other arm by an exact McNemar test after Holm, alpha {html.escape(sections["alpha"])}.
+Compute is the wall seconds spent making each arm's data and training one model, beside its CPU- and GPU-hours.</p>
 <h2>Results</h2>
-{table_html}
+{sections["results"]}
+<h2>Compared with the baseline</h2>
+<p class="note">Differences are paired (the same questions), with a 95% paired bootstrap interval; p is the
+exact McNemar test on the questions one arm got right and the other wrong, Holm-adjusted over every
+comparison in this table.</p>
+{sections["comparison"]}
 <h2>Plots</h2>
 {"".join(figures)}
 {absent_html}

@@ -111,39 +111,81 @@ def training_curves(connection, views: set[str]) -> bytes | None:
 
 
 def accuracy_bars(results) -> bytes | None:
+    """Bars per arm and benchmark with their 95% Wilson intervals; n under each benchmark."""
     if results.num_rows == 0:
         return None
     rows = results.to_pylist()
-    arms = sorted({r["arm"] for r in rows})
-    benchmarks = sorted({r["benchmark"] for r in rows})
-    accuracy = {(r["arm"], r["benchmark"]): r["accuracy"] for r in rows}
+    arms = _arm_order(rows)
+    sizes = {r["benchmark"]: r["n"] for r in sorted(rows, key=lambda r: r["n"])}  # the largest n wins
+    benchmarks = sorted(sizes)
+    by_key = {(r["arm"], r["benchmark"]): r for r in rows}
     plt, figure = _figure(max(6.0, 1.2 * len(benchmarks) * max(1, len(arms)) / 2), 4.5)
     axes = figure.add_subplot()
     width = 0.8 / len(arms)
     for index, arm in enumerate(arms):
-        heights = [100 * accuracy.get((arm, b), 0.0) for b in benchmarks]
-        axes.bar(np.arange(len(benchmarks)) + index * width, heights, width, label=arm)
-    axes.set_xticks(np.arange(len(benchmarks)) + 0.4 - width / 2, benchmarks, rotation=20, ha="right")
-    axes.set_ylabel("accuracy (%)")
+        present = [b for b in benchmarks if (arm, b) in by_key]
+        heights = np.array([100 * by_key[(arm, b)]["accuracy"] for b in present])
+        low = np.array([100 * by_key[(arm, b)]["accuracy_low"] for b in present])
+        high = np.array([100 * by_key[(arm, b)]["accuracy_high"] for b in present])
+        x = np.array([benchmarks.index(b) for b in present]) + index * width
+        axes.bar(x, heights, width, label=arm)
+        errors = np.clip(np.vstack([heights - low, high - heights]), 0, None)  # the mean of seeds can sit off-centre
+        axes.errorbar(x, heights, yerr=errors, fmt="none", ecolor="black", capsize=3, linewidth=1)
+    labels = [f"{b}\n(n = {sizes[b]})" for b in benchmarks]
+    axes.set_xticks(np.arange(len(benchmarks)) + 0.4 - width / 2, labels)
+    axes.set_ylim(0, _top(rows))
+    axes.set_ylabel("accuracy (%), 95% Wilson interval")
     axes.legend(fontsize=8)
     axes.set_title("Accuracy per arm and benchmark")
     return _png(plt, figure)
 
 
 def accuracy_vs_compute(results) -> bytes | None:
+    """Each arm's accuracy over every question of every benchmark (Wilson interval) against
+    its compute; arms are told apart by colour and marker in a legend, so labels never overlap."""
     if results.num_rows == 0:
         return None
-    per_arm: dict[str, list] = {}
-    for row in results.to_pylist():
-        per_arm.setdefault(row["arm"], [row["compute_seconds"], []])[1].append(row["accuracy"])
-    plt, figure = _figure(7.0, 4.5)
+    rows = results.to_pylist()
+    pooled = _pooled_by_arm(rows)
+    plt, figure = _figure(7.5, 4.5)
     axes = figure.add_subplot()
-    for arm, (seconds, accuracies) in sorted(per_arm.items()):
-        x, y = max(seconds, 1.0), 100 * float(np.mean(accuracies))
-        axes.scatter([x], [y])
-        axes.annotate(arm, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    markers = "osD^vP*Xh<>p"
+    for index, (arm, point) in enumerate(pooled.items()):
+        x, y = max(point["seconds"], 1.0), 100 * point["accuracy"]
+        errors = [[max(y - 100 * point["low"], 0)], [max(100 * point["high"] - y, 0)]]
+        seeds = f" x {point['runs']} seeds" if point["runs"] > 1 else ""
+        label = f"{arm} (n = {point['questions']}{seeds})"
+        axes.errorbar([x], [y], yerr=errors, fmt=markers[index % len(markers)], capsize=3, label=label)
     axes.set_xscale("log")
+    axes.set_ylim(0, _top([{"accuracy_high": p["high"]} for p in pooled.values()]))
     axes.set_xlabel("compute: data + training wall seconds (log; base models plotted at 1)")
-    axes.set_ylabel("mean accuracy over benchmarks (%)")
+    axes.set_ylabel("accuracy over all benchmarks (%), 95% interval")
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     axes.set_title("Accuracy vs compute")
     return _png(plt, figure)
+
+
+def _arm_order(rows: list[dict]) -> list[str]:
+    methods = {r["arm"]: r["method"] for r in rows}
+    return sorted(methods, key=lambda arm: (methods[arm] != "base", arm))
+
+
+def _pooled_by_arm(rows: list[dict]) -> dict[str, dict]:
+    """Arm -> its answers over every benchmark pooled: accuracy, Wilson interval, compute."""
+    from pipelines.report.stats import wilson
+
+    pooled: dict[str, dict] = {}
+    for arm in _arm_order(rows):
+        own = [r for r in rows if r["arm"] == arm]
+        correct, answers = sum(r["correct"] for r in own), sum(r["n"] * r["runs"] for r in own)
+        low, high = wilson(correct, answers)
+        accuracy = correct / answers if answers else 0.0
+        pooled[arm] = {"accuracy": accuracy, "low": low, "high": high, "questions": sum(r["n"] for r in own),
+                       "runs": max(r["runs"] for r in own), "seconds": own[0]["compute_seconds"]}  # fmt: skip
+    return pooled
+
+
+def _top(rows: list[dict]) -> float:
+    """The y-axis top in %: above every interval, and at least 10 so all-zero results still
+    draw a readable axis from 0."""
+    return max(10.0, 1.15 * 100 * max(r["accuracy_high"] for r in rows))

@@ -11,14 +11,14 @@ from pipelines import runs, storage, views
 from pipelines.progress import note
 from pipelines.report import page, plots, results
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: intervals, paired comparisons with the baseline, seeds
 OWN_TABLES = ("report", "results")
 PLOTS = {  # name -> (caption, what it needs: "views" or "results")
     "score_distributions": ("Score distributions: the pool (grey) and each selection", "views"),
     "selection_overlap": ("Overlap between selections (Jaccard index)", "views"),
     "training_curves": ("Training loss per optimizer step, per arm", "views"),
-    "accuracy": ("Accuracy per arm and benchmark", "results"),
-    "accuracy_vs_compute": ("Mean accuracy against the compute each arm cost", "results"),
+    "accuracy": ("Accuracy per arm and benchmark, with 95% Wilson intervals", "results"),
+    "accuracy_vs_compute": ("Accuracy over every benchmark's questions against the compute each arm cost", "results"),
 }
 DRAW = {
     "score_distributions": plots.score_distributions,
@@ -60,7 +60,14 @@ def build(run_dir: str, title: str | None = None) -> dict:
         _write_bytes(storage.join(report_dir, f"{name}.png"), png)
         figures.append(page.figure(name, png, caption))
         drawn.append(name)
-    document = page.page(title, run_dir, page.results_table(table.to_pylist()), figures, missing)
+    rows, settings = table.to_pylist(), results.settings_of(results.manifests_by_table(connection))
+    sections = {
+        "conclusion": page.conclusion(rows, settings.alpha),
+        "results": page.results_table(rows, results.best_arms(connection, settings.alpha)),
+        "comparison": page.comparison_table(rows),
+        "alpha": f"{settings.alpha:g}",
+    }
+    document = page.page(title, run_dir, sections, figures, missing)
     _write_bytes(storage.join(report_dir, "index.html"), document.encode("utf-8"))
     results_dir = storage.join(stage.work_dir, "results")
     storage.write_parquet_atomic(table, storage.join(results_dir, "part-00000.parquet"))

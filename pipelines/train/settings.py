@@ -9,6 +9,10 @@ Presets reproduce the two studies' recipes (../shared/METHODS.md):
   0.1 (the data-selection study);
 - `none`: plain defaults for small runs.
 Both studies use AdamW with a cosine schedule after a linear warm-up.
+
+Seeds: an arm with `seeds: [0, 1]` becomes one run a seed, named `<arm>@s<seed>` (each
+trained into models/<arm>@s<seed> and evaluated on its own); the report pools them back
+into the arm's row (pipelines/report/comparisons.py).
 """
 
 from __future__ import annotations
@@ -17,7 +21,25 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.settings import NAME_PATTERN, Strict
+from pipelines.settings import NAME_PATTERN, Strict, repeated
+
+SEED_MARK = "@s"  # <arm>@s<seed>: NAME_PATTERN has no "@", so the arm's name is what precedes it
+RUN_PATTERN = NAME_PATTERN.removesuffix("$") + rf"(?:{SEED_MARK}\d+)?$"
+
+
+def seeded_name(arm: str, seed: int) -> str:
+    return f"{arm}{SEED_MARK}{seed}"
+
+
+def arm_of(run: str) -> str:
+    """The arm a run belongs to: `sft_random@s1` -> `sft_random`; an unseeded run is its arm."""
+    return run.split(SEED_MARK, 1)[0]
+
+
+def seed_of(run: str) -> int | None:
+    _, mark, seed = run.partition(SEED_MARK)
+    return int(seed) if mark else None
+
 
 PRESETS: dict[str, dict] = {
     "cft": {
@@ -125,6 +147,22 @@ class TrainRun(Strict):
 
 class ArmConfig(TrainRun):
     data: str  # "selection:<NAME>", "cft", or a path/glob of Parquet or JSON Lines files with `messages`
+    seeds: list[int] | None = Field(default=None, min_length=1)  # one run a seed: <arm>@s<seed>
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and (twice := repeated(seeds)):
+            raise ValueError(f"seeds must be distinct; repeated: {twice}")
+        if seeds is not None and min(seeds) < 0:
+            raise ValueError(f"seeds must be >= 0 (they name runs <arm>@s<seed>); got {seeds}")
+        return seeds
+
+    @model_validator(mode="after")
+    def _seed_or_seeds(self):
+        if self.seeds is not None and "seed" in self.model_fields_set:
+            raise ValueError("give `seed` or `seeds`, not both")
+        return self
 
     @field_validator("data")
     @classmethod
@@ -149,18 +187,39 @@ class TrainConfig(Strict):
     def _names(self):
         import re
 
-        for name in [*self.arms, *self.warmup]:
+        for name in self.warmup:
             if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"name {name!r} must match {NAME_PATTERN}")
+        for name in self.arms:  # a seed's run (<arm>@s<seed>) comes back here when a config is re-validated
+            if not re.match(RUN_PATTERN, name):
                 raise ValueError(f"name {name!r} must match {NAME_PATTERN}")
         shared = sorted(set(self.arms) & set(self.warmup))
         if shared:
             raise ValueError(f"names used by both arms and warmup: {shared} (both write models/<name>)")
         return self
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_run_a_seed(cls, data, handler):
+        """An arm with `seeds` becomes one arm a seed, `<arm>@s<seed>` with that `seed`: the
+        train and evaluate stages then treat each like any other arm."""
+        config = handler(data)
+        seeded = {name for name, arm in config.arms.items() if arm.seeds is not None}
+        if not seeded:
+            return config
+        arms = {}
+        for name, arm in config.arms.items():
+            if arm.model in seeded:
+                raise ValueError(f"arms.{name}.model: {arm.model!r} has seeds; name one run, e.g. {arm.model}@s0")
+            for seed in arm.seeds or [None]:
+                run = arm if seed is None else arm.model_copy(update={"seed": seed, "seeds": None})
+                arms[name if seed is None else seeded_name(name, seed)] = run
+        return handler({"arms": arms, "warmup": config.warmup})
+
 
 def resolve(run: TrainRun) -> dict:
     """The flat settings of a run: preset values filled in, nothing left None that has a default."""
-    settings = run.model_dump(mode="json")
+    settings = run.model_dump(mode="json", exclude={"seeds"})  # a run has one seed: `seed`
     preset = PRESETS[run.preset]
     for key in RECIPE_KEYS:
         if settings[key] is None:
