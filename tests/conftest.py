@@ -60,5 +60,7 @@ def cpu_model_loss_settings(**changes) -> dict:
         "max_length": 128,
         "batch_size": 4,
         "max_batch_tokens": 512,
+        "sample_fraction": 1.0,
+        "sample_seed": 0,
     }
     return {**settings, **changes}

@@ -121,3 +121,26 @@ def test_padding_and_batching_do_not_change_the_numbers(tiny):
             assert (a[key] is None) == (b[key] is None)
             if a[key] is not None:
                 assert a[key] == pytest.approx(b[key], abs=1e-5)
+
+
+def test_a_sample_gets_the_same_losses_and_the_other_rows_only_token_counts(tiny):
+    from pipelines.score import costly
+
+    messages = [[{"role": r, "content": c} for r, c in row] for row in ROWS]
+    ids = [f"row-{i}" for i in range(len(ROWS))]
+    sampled_actor = model_loss.ModelLossActor.__new__(model_loss.ModelLossActor)
+    sampled_actor.__dict__.update(tiny.__dict__, settings={**tiny.settings, "sample_fraction": 0.5, "sample_seed": 3})
+    everything, sample = tiny.score(messages, ids), sampled_actor.score(messages, ids)
+    drawn = [costly.in_sample(i, 0.5, 3) for i in ids]
+    assert any(drawn) and not all(drawn)
+    for full, part, in_sample in zip(everything, sample, drawn, strict=True):
+        assert (part["n_prompt_tokens"], part["n_response_tokens"], part["truncated"]) == (
+            full["n_prompt_tokens"],
+            full["n_response_tokens"],
+            full["truncated"],
+        )
+        for key in ("loss_given_prompt", "loss_alone", "ifd"):
+            if not in_sample or full[key] is None:
+                assert part[key] is None, key
+            else:
+                assert part[key] == pytest.approx(full[key], abs=1e-5), key

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 import schemas
 from pipelines.models import loading
-from pipelines.score import parts, render, spans
+from pipelines.score import costly, parts, render, spans
 
 
 @dataclass(frozen=True)
@@ -168,13 +168,15 @@ class ModelLossActor:
             alone_texts.append(spans.text_alone(turns[-1][1], s["response_marker"]))
         given = spans.token_spans(tokenizer, given_texts, special=not self.use_chat_template)
         alone = spans.token_spans(tokenizer, alone_texts, special=True)
-        sequences = []
+        sequences, sampled = [], []
         for index, g, a in zip(scored, given, alone, strict=True):
-            sequences += [scored_positions(g, s["max_length"]), scored_positions(a, s["max_length"])]
             truncated = g.stop > s["max_length"] or a.stop > s["max_length"]
             rows[index].update(n_prompt_tokens=g.start, n_response_tokens=g.stop - g.start, truncated=truncated)
+            if costly.in_sample(rows[index]["id"], s["sample_fraction"], s["sample_seed"]):
+                sampled.append(index)  # out of the sample: token counts only, null losses
+                sequences += [scored_positions(g, s["max_length"]), scored_positions(a, s["max_length"])]
         losses = mean_nlls(self.model, sequences, s["batch_size"], s["max_batch_tokens"], self.pad_id)
-        for pair, index in enumerate(scored):  # a row's two sequences are consecutive
+        for pair, index in enumerate(sampled):  # a row's two sequences are consecutive
             row = rows[index]
             row.update(loss_given_prompt=losses[2 * pair], loss_alone=losses[2 * pair + 1])
             row["ifd"] = _ifd(row)

@@ -37,7 +37,18 @@ class EmbeddingScorer(Placement):
     rows_per_part: int = Field(default=20_000, gt=0)
 
 
-class ModelLossScorer(Placement):
+class Sampled(Placement):
+    """A costly scorer may score a seeded sample of the pool; the other rows get null scores."""
+
+    sample_fraction: float = Field(default=1.0, gt=0, le=1)  # of the pool, by a seeded hash of the id
+    sample_seed: int = 0
+
+
+class ModelLossScorer(Sampled):
+    """Loss given the prompt, loss alone, IFD. With `sample_fraction` < 1 only a seeded sample
+    gets losses (every row still gets its token counts): a real model on a CPU scores tens of
+    rows a second, and selections by IFD then draw from the scored rows only."""
+
     model: str  # a name from `models:`, a checkpoint folder, or a hub name
     max_length: int = Field(default=2048, gt=1)
     batch_size: int = Field(default=8, gt=0)  # sequences a forward pass, after length bucketing
@@ -56,13 +67,6 @@ class ClustersScorer(Strict):
     max_points_per_centroid: int = Field(default=256, gt=0)  # k-means trains on a sample this big
     num_cpus: float = Field(default=1, gt=0)
     num_gpus: float = Field(default=0, ge=0)
-
-
-class Sampled(Placement):
-    """A costly scorer may score a seeded sample of the pool; the other rows get null scores."""
-
-    sample_fraction: float = Field(default=1.0, gt=0, le=1)  # of the pool, by a seeded hash of the id
-    sample_seed: int = 0
 
 
 class SelectitScorer(Sampled):

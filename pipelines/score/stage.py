@@ -117,6 +117,8 @@ def _model_loss(config, settings) -> Scorer:
         "num_gpus",
         "num_cpus",
         "threads",
+        "sample_fraction",
+        "sample_seed",
     )
     actor_settings = {key: getattr(settings, key) for key in keys}
 
@@ -150,6 +152,8 @@ def _model_loss(config, settings) -> Scorer:
         "template": settings.template,
         "response_marker": settings.response_marker,
         "dtype": settings.dtype,
+        # in the identity, so in the manifest too: a changed sample re-scores
+        **({"sample": [settings.sample_fraction, settings.sample_seed]} if settings.sample_fraction < 1 else {}),
     }
     return Scorer("model_loss", fingerprint, "pool", POOL_COLUMNS, score)
 
