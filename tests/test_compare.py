@@ -106,3 +106,13 @@ def test_the_winnow_compare_command(run_dir, monkeypatch):
     assert "better than sft_random" in result.output and "exact McNemar" in result.output
     missing = CliRunner().invoke(cli.app, ["compare", str(run_dir), "sft_top", "nope"])
     assert missing.exit_code == 2 and "not an evaluated arm" in missing.output
+
+
+def test_the_accuracy_query_shows_each_run_s_interval_and_verdict(run_dir):
+    rows = named(views.connect(str(run_dir)), "accuracy")
+    top = next(row for row in rows if (row["arm"], row["benchmark"]) == ("sft_top", "gsm8k"))
+    assert (top["n"], top["accuracy"]) == (20, 0.8)
+    assert (top["low"], top["high"]) == pytest.approx(stats.wilson(16, 20), abs=5e-4)
+    assert top["verdict"].startswith("better than sft_random")
+    seed = next(row for row in rows if (row["arm"], row["benchmark"]) == ("sft_random@s1", "gsm8k"))
+    assert seed["verdict"] == "the baseline"  # a seed of the baseline arm is the baseline

@@ -135,3 +135,11 @@ def test_verdicts_in_words():
     assert stats.verdict(0.1, 0.02, 0.08, 0.05, "random", 4).startswith("no significant difference")
     assert stats.format_accuracy(0.25, 0.1119, 0.4687) == "25.0 [11.2, 46.9]"
     assert stats.format_difference(0.55, 0.35, 0.75) == "+55.0 [+35.0, +75.0]"
+
+
+def test_the_figures_docs_evaluation_md_quotes():
+    assert stats.format_accuracy(4 / 60, *stats.wilson(4, 60)) == "6.7 [2.6, 15.9]"  # the base model
+    assert stats.format_accuracy(2 / 60, *stats.wilson(2, 60)) == "3.3 [0.9, 11.4]"  # and its SFT arm
+    assert round(stats.mcnemar_p(12, 2), 3) == 0.013
+    assert round(100 * stats.detectable_difference(60, 0.0), 1) == 6.4
+    assert round(100 * stats.detectable_difference(300, 0.5), 1) == 11.3
