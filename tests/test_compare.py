@@ -116,3 +116,14 @@ def test_the_accuracy_query_shows_each_run_s_interval_and_verdict(run_dir):
     assert top["verdict"].startswith("better than sft_random")
     seed = next(row for row in rows if (row["arm"], row["benchmark"]) == ("sft_random@s1", "gsm8k"))
     assert seed["verdict"] == "the baseline"  # a seed of the baseline arm is the baseline
+
+
+def test_the_default_baseline_is_the_random_arm_else_the_base_model(run_dir):
+    from pipelines.report import comparisons, results
+
+    manifests = results.manifests_by_table(views.connect(str(run_dir)))
+    arms = {"base-tiny": ["base-tiny"], "sft_top": ["sft_top"], "sft_random": ["sft_random@s1"]}
+    assert comparisons.default_baseline(arms, manifests.get) == "sft_random"  # found through a seed's run
+    del arms["sft_random"]
+    assert comparisons.default_baseline(arms, manifests.get) == "base-tiny"
+    assert comparisons.default_baseline({"sft_top": ["sft_top"]}, manifests.get) is None

@@ -40,12 +40,11 @@ def group_runs(runs: Iterable[str]) -> dict[str, list[str]]:
     return dict(sorted(groups.items(), key=lambda item: (not item[0].startswith("base-"), item[0])))
 
 
-def default_baseline(arms: Iterable[str], manifest_of: Callable[[str], dict | None]) -> str | None:
-    """The arm trained on a random selection where there is one, else the first base model
-    (an evaluated arm that no training stage wrote), else None."""
-    arms = list(arms)
-    for arm in arms:
-        trained = manifest_of(f"models/{arm}") or manifest_of(f"models/{arm}@s0") or {}
+def default_baseline(arms: dict[str, list[str]], manifest_of: Callable[[str], dict | None]) -> str | None:
+    """The arm (name -> its runs) trained on a random selection where there is one, else the
+    first base model (an evaluated arm that no training stage wrote), else None."""
+    for arm, runs in arms.items():
+        trained = next((m for run in runs if (m := manifest_of(f"models/{run}")) is not None), {})
         reference = trained.get("data") or ""
         selection = manifest_of(f"selections/{reference.removeprefix('selection:')}") or {}
         if reference.startswith("selection:") and selection.get("method") == "random":
