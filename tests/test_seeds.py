@@ -92,3 +92,29 @@ def test_the_evaluate_stage_takes_seeded_run_names():
     _check_arms({"sft_random@s0": "x", "base-tiny": "y"})
     with pytest.raises(ValueError, match="arm names must match"):
         _check_arms({"sft@x": "x"})
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_each_seed_trains_its_own_model_through_ray_train(tmp_path, ray_local):
+    """Two short runs of one arm on one worker: both land under their own names, each with
+    its seed in its settings, trained in a different order (so different losses)."""
+    import pyarrow.parquet as pq
+
+    from pipelines import runs, views
+    from pipelines.train import stage as train_stage
+    from tests.test_train_stage import make_run, write_selection
+
+    config = make_run(tmp_path / "run", pool_rows=120)
+    write_selection(config.run_dir, "random", 48)
+    arm = {"model": "tiny", "data": "selection:random", "lr": 1e-3, "global_batch": 8, "micro_batch": 4,
+           "max_length": 96, "max_steps": 4, "num_workers": 1, "cpus_per_worker": 1, "torch_threads": 1,
+           "seeds": [0, 1]}  # fmt: skip
+    manifests = train_stage.run(config, TrainConfig.model_validate({"arms": {"sft": arm}}))
+    assert sorted(manifests) == ["models/sft@s0", "models/sft@s1"]
+    assert [manifests[f"models/sft@s{seed}"]["settings"]["seed"] for seed in (0, 1)] == [0, 1]
+    assert runs.read_manifest(config.run_dir, "models/sft@s1")["steps"] == 4
+    losses = [pq.read_table(f"{config.run_dir}/train_metrics/sft@s{seed}")["loss"].to_pylist() for seed in (0, 1)]
+    assert len(losses[0]) == len(losses[1]) == 4 and losses[0] != losses[1]
+    assert {"train_metrics_sft@s0", "train_metrics_sft@s1"} <= set(views.views(views.connect(config.run_dir)))
