@@ -116,7 +116,7 @@ def summary_row(arm: str, model: str, benchmark: str, table: pa.Table, generatio
 def with_comparisons(summary: list[dict], answers: dict, baseline: str | None, section) -> list[dict]:
     """The summary rows with each run's Wilson interval and paired comparison with the
     baseline arm (all its seeds pooled); `answers` is run -> benchmark -> {question_id: correct}."""
-    from pipelines.report import comparisons
+    from pipelines.report import comparisons, stats
 
     settings = comparisons.Settings(baseline, section.alpha, section.resamples, section.seed)
     groups = {run: [run] for run in answers}
@@ -128,9 +128,9 @@ def with_comparisons(summary: list[dict], answers: dict, baseline: str | None, s
     for row in summary:
         run, benchmark = row["arm"], row["benchmark"]
         group = baseline if baseline is not None and run in groups.get(baseline, []) else run
-        stats = compared[(group, benchmark)]
-        low, high = comparisons.stats.wilson(row["correct"], row["n"])
-        rows.append({**row, "accuracy_low": low, "accuracy_high": high, **{k: stats[k] for k in COMPARED}})
+        comparison = compared[(group, benchmark)]
+        low, high = stats.wilson(row["correct"], row["n"])
+        rows.append({**row, "accuracy_low": low, "accuracy_high": high, **{k: comparison[k] for k in COMPARED}})
     return rows
 
 
