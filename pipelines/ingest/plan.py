@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 
 from pipelines import storage
@@ -26,7 +27,7 @@ class Unit:
     kind: str  # "file" or "mathematics"
     location: str = ""
     container: str = ""
-    format: str = ""
+    format: str = ""  # "" when no row of the file could be read to detect it
     start: int = 0
     stop: int = 0
     generator: str = ""  # the mathematics source's settings, JSON
@@ -70,15 +71,40 @@ def make_plan(config: IngestConfig) -> Plan:
                 continue
             raise InputError(f"source {source.name!r}: {source.paths} matched no data files")
         for location, container, info in files:
-            fmt = source.format
-            if fmt == "auto":
-                fmt = adapters.detect(readers.columns(location, container), location)
+            if source.format == "auto":
+                fmt = _detect(source.name, location, container)
+            else:
+                fmt = source.format
+                _check_readable(source.name, location)
             limit = source.max_rows_per_file or 0
             units.append(Unit(len(units), source.name, "file", location, container, fmt, max_rows=limit))
             inputs.append([location, info.size, info.mtime_ns])
             total_bytes += info.size or 0
     buckets = min(MAX_BUCKETS, max(1, math.ceil(total_bytes / config.bucket_bytes)))
     return Plan(units=units, buckets=buckets, inputs=inputs, missing_sources=missing)
+
+
+def _detect(source: str, location: str, container: str) -> str:
+    """The format of a file from its columns; "" for a file with no row to adapt (empty, or
+    every row unreadable), which the map step turns into rejects like any other bad row."""
+    try:
+        columns = readers.sample_columns(location, container)
+    except OSError as error:  # unreadable: a user's mistake to fix, not a row to reject
+        raise InputError(f"source {source!r}: cannot read {location}: {_reason(error)}") from None
+    return "" if columns is None else adapters.detect(columns, location)
+
+
+def _check_readable(source: str, location: str) -> None:
+    try:
+        with storage.open_input(location, compression=None) as stream:
+            stream.read(1)
+    except OSError as error:
+        raise InputError(f"source {source!r}: cannot read {location}: {_reason(error)}") from None
+
+
+def _reason(error: OSError) -> str:
+    """ "Permission denied", not pyarrow's "[Errno 13] Failed to open local file ... Detail: ..."."""
+    return os.strerror(error.errno) if error.errno else str(error)
 
 
 def _generated_units(source: MathematicsSource, rows_per_unit: int, first_index: int) -> list[Unit]:

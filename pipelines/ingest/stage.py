@@ -6,14 +6,15 @@ import json
 from collections import Counter
 
 import schemas
-from pipelines import runs, storage
+from pipelines import run_logs, runs, storage
 from pipelines.config import ExperimentConfig
 from pipelines.ingest import dedupe, units
 from pipelines.ingest.plan import Plan, Unit, make_plan
 from pipelines.progress import StageProgress, note
 from pipelines.ray_runtime import ensure_ray
 
-STAGE_VERSION = 1  # bump when a change alters what ingest writes for the same input
+STAGE_VERSION = 2  # bump when a change alters what ingest writes for the same input
+MAX_PROBLEM_LINES = 20  # files named on the console; the rejects table has every one
 
 
 class ReconcileError(RuntimeError):
@@ -42,6 +43,7 @@ def run(config: ExperimentConfig) -> dict:
         "units read",
         lambda stats: f"{sum(s['rows_read'] for s in stats):,} rows",
     )
+    _say_file_problems(unit_stats)
     bucket_stats = _run_work(
         stage,
         {dedupe.bucket_key(b): {"bucket": b} for b in range(plan.buckets)},
@@ -63,6 +65,16 @@ def _run_work(stage: runs.StageRun, work: dict[str, dict], function, settings: d
             stats.append(result)
             progress.advance(1, detail(stats) if detail else "")
     return stats
+
+
+def _say_file_problems(unit_stats: list[dict]) -> None:
+    """One line a file that was empty, cut short or broken midway: its rows are not all there."""
+    problems = [problem for stats in unit_stats for problem in stats.get("file_problems", [])]
+    for problem in problems[:MAX_PROBLEM_LINES]:
+        run_logs.say(f"ingest: {problem}")
+    if len(problems) > MAX_PROBLEM_LINES:
+        more = len(problems) - MAX_PROBLEM_LINES
+        run_logs.say(f"ingest: ... and {more} more files like these (rejects/ingest has them all)")
 
 
 def _ray_map(items: list[dict], function, settings: dict):

@@ -19,7 +19,7 @@ import pyarrow as pa
 import schemas
 from pipelines import runs, storage
 from pipelines.ingest import adapters, mathematics, normalize, readers
-from pipelines.ingest.plan import Unit
+from pipelines.ingest.plan import InputError, Unit
 
 FLUSH_ROWS = 8_192
 _META = json.JSONEncoder(sort_keys=True, default=str)  # built once: `json.dumps(**options)` rebuilds it a row
@@ -60,12 +60,14 @@ def process(unit: Unit, work_dir: str, buckets: int, max_chars: int) -> dict:
         for b in range(buckets)
     ]
     rejected = _RowBuffer(storage.join(work_dir, "rejects", f"{unit.key}.parquet"), schemas.SCHEMAS["rejects"])
-    counts, reasons = Counter(), Counter()
+    counts, reasons, file_problems = Counter(), Counter(), []
     for row in _pool_rows(unit, max_chars):
         counts["read"] += 1
         if "reason" in row:
             counts["rejected"] += 1
             reasons[row["reason"]] += 1
+            if row.pop("whole_file", False):
+                file_problems.append(f"{unit.location}: {row['detail']}")
             rejected.add(row)
             continue
         counts["staged"] += 1
@@ -82,6 +84,7 @@ def process(unit: Unit, work_dir: str, buckets: int, max_chars: int) -> dict:
         "rows_staged": counts["staged"],
         "rows_rejected": counts["rejected"],
         "rejects_by_reason": dict(reasons),
+        "file_problems": file_problems,  # empty, cut short, broken midway: said on the console
         "cpu_seconds": round(time.process_time() - started, 3),
     }
     runs.mark_unit_done(work_dir, unit.key, stats)
@@ -92,13 +95,24 @@ def _pool_rows(unit: Unit, max_chars: int) -> Iterator[dict]:
     if unit.kind == "mathematics":
         yield from _generated_rows(unit, max_chars)
         return
-    for record in itertools.islice(readers.read(unit.location, unit.container), unit.max_rows or None):
-        try:
-            if record.error is not None:
-                raise record.error
-            yield _file_row(unit, record, max_chars)
-        except normalize.RowError as error:
-            yield _reject(unit, record.row, error, record.raw())
+    try:
+        for record in itertools.islice(readers.read(unit.location, unit.container), unit.max_rows or None):
+            yield _row_or_reject(unit, record, max_chars)
+    except OSError as error:  # the file went away or became unreadable after the plan
+        raise InputError(f"{unit.location}: cannot read: {error}") from error
+
+
+def _row_or_reject(unit: Unit, record: readers.Record, max_chars: int) -> dict:
+    """A pool row, or a reject row (`whole_file` marks one that stands for the rest of the file)."""
+    if record.error is not None:
+        return {**_reject(unit, record.row, record.error, record.raw()), "whole_file": record.whole_file}
+    try:
+        return _file_row(unit, record, max_chars)
+    except normalize.RowError as error:
+        return _reject(unit, record.row, error, record.raw())
+    except RecursionError:  # nested past what json can encode into `meta`
+        error = normalize.RowError("too deeply nested", None, readers.NESTING_DETAIL)
+        return _reject(unit, record.row, error, (record.raw_text or "")[: readers.RAW_LIMIT])
 
 
 def _file_row(unit: Unit, record: readers.Record, max_chars: int) -> dict:

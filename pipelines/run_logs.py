@@ -1,0 +1,156 @@
+"""A run's log files: what the terminal does not show goes to RUN/logs/.
+
+The terminal is for people: one line and a progress bar a stage, and errors in a few lines.
+Everything else is kept here:
+- `winnow.log`: each command run on the folder, its errors with their tracebacks, and the
+  Python logging of Winnow and its libraries (Ray, Ray Data, Ray Train, vLLM, transformers,
+  torch, ...), warnings included;
+- `ray-workers.log`: what Ray's workers and actors print (vLLM's and Ray Train's
+  messages among them), forwarded by the driver instead of echoed to the terminal;
+- `ray-<pid>.json`: the processes of an embedded Ray while its run lasts (ray_processes.py).
+
+A run folder on object storage (s3://, gs://) keeps its logs in a local folder instead,
+`$TMPDIR/winnow-logs/<hash of the run folder>`, named on the console.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import time
+import traceback
+
+from rich.console import Console
+
+from pipelines import storage
+
+LIBRARIES = (
+    "ray",
+    "vllm",
+    "transformers",
+    "torch",
+    "datasets",
+    "sentence_transformers",
+    "huggingface_hub",
+    "filelock",
+    "urllib3",
+    "httpx",
+    "peft",
+    "accelerate",
+    "faiss",
+    "matplotlib",
+    "py.warnings",
+)
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_state: dict = {"dir": None, "handler": None, "workers": None}
+
+
+def log_dir(run_dir: str) -> str:
+    """The local folder for a run's logs: RUN/logs, or a temporary one for an object-store run."""
+    if storage.is_uri(run_dir) and not run_dir.startswith("file://"):
+        digest = hashlib.sha256(run_dir.encode("utf-8")).hexdigest()[:16]
+        return os.path.join(tempfile.gettempdir(), "winnow-logs", digest)
+    return os.path.join(storage.resolve(run_dir)[1], "logs")
+
+
+def start(run_dir: str, command: list[str]) -> str:
+    """Open the run's logs for this process and route library logging there; returns the folder."""
+    folder = log_dir(run_dir)
+    os.makedirs(folder, exist_ok=True)
+    if _state["dir"] != folder:
+        stop()
+        handler = logging.FileHandler(os.path.join(folder, "winnow.log"), encoding="utf-8")
+        handler.setFormatter(logging.Formatter(FORMAT))
+        _state.update(dir=folder, handler=handler)
+        logging.captureWarnings(True)  # library warnings: to the file, not the terminal
+        named = logger()
+        named.propagate = False  # its own handler: Ray's logging setup rearranges the root's
+        named.addHandler(handler)
+    logger().info("%s (pid %d): %s", time.strftime("%Y-%m-%d %H:%M:%S"), os.getpid(), " ".join(command))
+    route_library_logs()
+    return folder
+
+
+def current_dir() -> str | None:
+    return _state["dir"]
+
+
+def logger() -> logging.Logger:
+    named = logging.getLogger("winnow")
+    named.setLevel(logging.INFO)
+    return named
+
+
+def route_library_logs() -> None:
+    """Move the libraries' console handlers to the run's file (libraries add them on import,
+    so this runs again when Ray starts and at each stage)."""
+    handler = _state["handler"]
+    if handler is None:
+        return
+    if handler not in logging.getLogger().handlers:
+        logging.getLogger().addHandler(handler)
+    names = [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in LIBRARIES or n == "py.warnings"]
+    for name in names:
+        library_logger = logging.getLogger(name)
+        for existing in list(library_logger.handlers):
+            if _is_console(existing):
+                library_logger.removeHandler(existing)
+        if not library_logger.propagate and handler not in library_logger.handlers:
+            library_logger.addHandler(handler)  # it does not reach the root's handler on its own
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+
+
+def worker_output_file() -> logging.Logger | None:
+    """A logger writing to ray-workers.log (None before `start`)."""
+    if _state["dir"] is None:
+        return None
+    if _state["workers"] is None:
+        workers = logging.getLogger("winnow.ray_workers")
+        workers.propagate = False
+        handler = logging.FileHandler(os.path.join(_state["dir"], "ray-workers.log"), encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        workers.addHandler(handler)
+        workers.setLevel(logging.INFO)
+        _state["workers"] = workers
+    return _state["workers"]
+
+
+def write_traceback(error: BaseException, where: str) -> str | None:
+    """Log an error's traceback; returns the log file's path (None when no log is open)."""
+    if _state["dir"] is None:
+        return None
+    text = "".join(traceback.format_exception(error))
+    logger().error("%s failed:\n%s", where, text)
+    return os.path.join(_state["dir"], "winnow.log")
+
+
+def say(message: str) -> None:
+    """A line for people on stderr, kept whole (no wrapping at 80 columns: grep finds it), and in the log."""
+    Console(stderr=True, soft_wrap=True).print(message, highlight=False, markup=False)
+    if _state["dir"] is not None:
+        logger().info("%s", message)
+
+
+def stop() -> None:
+    """Close the files (tests open many run folders in one process)."""
+    handler = _state["handler"]
+    if handler is not None:
+        logging.getLogger().removeHandler(handler)
+        for name in list(logging.root.manager.loggerDict):
+            named = logging.getLogger(name)
+            if handler in named.handlers:
+                named.removeHandler(handler)
+        handler.close()
+    workers = _state["workers"]
+    if workers is not None:
+        for existing in list(workers.handlers):
+            workers.removeHandler(existing)
+            existing.close()
+    _state.update(dir=None, handler=None, workers=None)
+    sys.stderr.flush()
