@@ -118,7 +118,9 @@ def _alpaca(record):
         turns += [("assistant", _turn_text(pair[1], f"history[{index}][1]"))]
     prompt = f"{instruction}\n{extra_input}" if extra_input else instruction  # LLaMA-Factory's join
     turns += [("user", prompt), ("assistant", _turn_text(_required(record, "output"), "output"))]
-    return turns, None, ("instruction", "input", "output", "system", "history")
+    # `input` is left to meta (fields.input): model_loss's `template: alpaca` renders the
+    # instruction and the input apart, as the IFD reference's prompt does (score/alpaca.py)
+    return turns, None, ("instruction", "output", "system", "history")
 
 
 def _math(record):

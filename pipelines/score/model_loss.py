@@ -21,7 +21,7 @@ import pyarrow as pa
 
 import schemas
 from pipelines.models import loading
-from pipelines.score import costly, parts, render, spans
+from pipelines.score import alpaca, costly, parts, render, spans
 
 
 @dataclass(frozen=True)
@@ -141,25 +141,31 @@ class ModelLossActor:
         if not self.tokenizer.is_fast:
             raise ValueError(f"{location}: model_loss needs a fast tokenizer (offsets locate the response)")
         template = settings["template"]
-        self.use_chat_template = template == "chat" or (template == "auto" and bool(self.tokenizer.chat_template))
+        if template == "auto":
+            template = "chat" if self.tokenizer.chat_template else "plain"
+        self.template = template  # chat | plain | alpaca (the IFD reference's prompt, from `meta`)
+        self.use_chat_template = template == "chat"
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         started = time.process_time()
-        rows = self.score(batch["messages"].to_pylist(), batch["id"].to_pylist())
+        metas = batch["meta"].to_pylist() if self.template == "alpaca" else None
+        rows = self.score(batch["messages"].to_pylist(), batch["id"].to_pylist(), metas)
         table = pa.Table.from_pylist(rows, schema=schemas.SCHEMAS["scores/model_loss"])
         return parts.with_cpu(table, time.process_time() - started)
 
-    def score(self, messages: list[list[dict]], ids: list[str]) -> list[dict]:
+    def score(self, messages: list[list[dict]], ids: list[str], metas: list[str | None] | None = None) -> list[dict]:
         """Texts first, then one tokenizer call for all full texts and one for all responses
-        alone; both sequences of a row go through the same length-sorted forward passes."""
+        alone; both sequences of a row go through the same length-sorted forward passes.
+        `metas`: the rows' meta JSON, which `template: alpaca` renders from."""
         s, tokenizer = self.settings, self.tokenizer
         rows, scored, given_texts, alone_texts = [], [], [], []
-        for example_id, turns in zip(ids, map(render.turns_of, messages), strict=True):
-            located = spans.text_with_prompt(tokenizer, turns, self.use_chat_template)
+        turns_of_rows = map(render.turns_of, messages)
+        for example_id, turns, meta in zip(ids, turns_of_rows, metas or [None] * len(ids), strict=True):
+            located = self._located(example_id, turns, meta)
             if located is None:  # a prompt with no response: nothing to score
-                n_prompt = spans.prompt_length(tokenizer, turns, self.use_chat_template)
+                n_prompt = self._prompt_length(example_id, turns, meta)
                 rows.append(_row(example_id, n_prompt, 0, None, None, False))
                 continue
             scored.append(len(rows))
@@ -181,6 +187,22 @@ class ModelLossActor:
             row.update(loss_given_prompt=losses[2 * pair], loss_alone=losses[2 * pair + 1])
             row["ifd"] = _ifd(row)
         return rows
+
+    def _located(self, example_id: str, turns: render.Turns, meta: str | None) -> spans.Located | None:
+        if self.template != "alpaca":
+            return spans.text_with_prompt(self.tokenizer, turns, self.use_chat_template)
+        try:
+            return alpaca.text_with_prompt(turns, meta)
+        except spans.TemplateError as error:
+            raise alpaca.row_error(error, example_id, meta) from None
+
+    def _prompt_length(self, example_id: str, turns: render.Turns, meta: str | None) -> int:
+        if self.template != "alpaca":
+            return spans.prompt_length(self.tokenizer, turns, self.use_chat_template)
+        try:
+            return len(self.tokenizer(alpaca.prompt_text(turns, meta))["input_ids"])
+        except spans.TemplateError as error:
+            raise alpaca.row_error(error, example_id, meta) from None
 
 
 def _row(example_id, n_prompt, n_response, given, alone, truncated) -> dict:

@@ -7,6 +7,10 @@
 
 The prompt/response split is the study's convention for multi-turn rows: the response is
 the last assistant turn and the prompt is everything before it.
+
+`alpaca_prompt` is the Alpaca prompt exactly as the IFD reference code writes it (Cherry_LLM,
+cherry_seletion/data_analysis.py, PROMPT_DICT; Stanford Alpaca's), the response following
+"### Response:" with no space between.
 """
 
 from __future__ import annotations
@@ -17,6 +21,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 Turns = list[tuple[str, str]]
+
+ALPACA_PROMPT_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+)
+ALPACA_PROMPT_NO_INPUT = (
+    "Below is an instruction that describes a task. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:"
+)
+ALPACA_RESPONSE_MARKER = "### Response:"  # what the reference scores a response alone after
+
+
+def alpaca_prompt(instruction: str, input_text: str) -> str:
+    """The reference's Alpaca prompt; the one without an input section when `input_text` is empty."""
+    if input_text:
+        return ALPACA_PROMPT_INPUT.format(instruction=instruction, input=input_text)
+    return ALPACA_PROMPT_NO_INPUT.format(instruction=instruction)
 
 
 def turns_of(messages: list[dict]) -> Turns:

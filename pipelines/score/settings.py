@@ -10,6 +10,7 @@ from pipelines.settings import NAME_PATTERN, Strict
 from pipelines.train.settings import LoraSettings
 
 TEXTS = ("conversation", "prompt", "response", "json")
+ALPACA_RESPONSE_MARKER = "### Response:"  # the IFD reference's (render.ALPACA_RESPONSE_MARKER)
 
 
 class Placement(Strict):
@@ -54,10 +55,19 @@ class ModelLossScorer(Sampled):
     batch_size: int = Field(default=8, gt=0)  # sequences a forward pass, after length bucketing
     max_batch_tokens: int = Field(default=16_384, gt=0)  # padded tokens a forward pass, at most
     rows_per_call: int = Field(default=256, gt=0)  # rows an actor sorts by length at a time
-    template: Literal["auto", "chat", "plain"] = "auto"  # auto: the tokenizer's chat template if any
-    response_marker: str = "Assistant: "  # what precedes the response when it is scored alone
+    # auto: the tokenizer's chat template if any; alpaca: the IFD reference's Alpaca prompt
+    template: Literal["auto", "chat", "plain", "alpaca"] = "auto"
+    response_marker: str = "Assistant: "  # before the response scored alone; alpaca's default: "### Response:"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: fp32 on CPU, bf16 on GPU
     rows_per_part: int = Field(default=10_000, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alpaca_marker(cls, data):
+        """`template: alpaca` alone reproduces the reference: its marker unless one is given."""
+        if isinstance(data, dict) and data.get("template") == "alpaca" and "response_marker" not in data:
+            return {**data, "response_marker": ALPACA_RESPONSE_MARKER}
+        return data
 
 
 class ClustersScorer(Strict):

@@ -121,6 +121,7 @@ def _model_loss(config, settings) -> Scorer:
         "sample_seed",
     )
     actor_settings = {key: getattr(settings, key) for key in keys}
+    columns = [*POOL_COLUMNS, "meta"] if settings.template == "alpaca" else POOL_COLUMNS  # alpaca renders from meta
 
     def score(files, parts_dir, progress):
         def apply(dataset):
@@ -136,7 +137,7 @@ def _model_loss(config, settings) -> Scorer:
 
         return parts.map_and_write(
             files,
-            POOL_COLUMNS,
+            columns,
             apply,
             parts_dir,
             "scores/model_loss",
@@ -155,7 +156,7 @@ def _model_loss(config, settings) -> Scorer:
         # in the identity, so in the manifest too: a changed sample re-scores
         **({"sample": [settings.sample_fraction, settings.sample_seed]} if settings.sample_fraction < 1 else {}),
     }
-    return Scorer("model_loss", fingerprint, "pool", POOL_COLUMNS, score)
+    return Scorer("model_loss", fingerprint, "pool", columns, score)
 
 
 def _clusters(config, settings) -> Scorer:
