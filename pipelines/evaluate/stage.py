@@ -30,7 +30,7 @@ from pipelines.settings import NAME_PATTERN
 from pipelines.train.settings import RUN_PATTERN
 
 STAGE_VERSION = 1
-GRADER_VERSION = 1  # bump when grading rules change: outputs are re-graded, not re-generated
+GRADER_VERSION = 2  # bump when grading rules change: outputs are re-graded, not re-generated (2: exact numbers)
 UNIT_FILE = "_unit.json"
 PART = "part-00000.parquet"
 
