@@ -1,8 +1,17 @@
-"""The `winnow` command."""
+"""The `winnow` command.
+
+The terminal is for people: one line and a progress bar a stage, and an error in a few
+lines naming what and where (exit 2 for a user's mistake, 1 otherwise, 130 for Ctrl-C).
+Tracebacks and the libraries' own output go to the run's logs (RUN/logs/); `--debug`
+shows tracebacks here too.
+"""
 
 from __future__ import annotations
 
+import enum
 import sys
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 
 import typer
@@ -10,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines import config as config_module
-from pipelines import experiment, ray_runtime, storage, views
+from pipelines import experiment, failures, ray_runtime, run_logs, storage, views
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Score, select and train on instruction data, on Ray."
@@ -20,6 +29,10 @@ errors = Console(stderr=True, soft_wrap=True)  # error lines stay whole, for peo
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
 SCORES = {"scores_compression", "scores_model_loss", "scores_embedding", "scores_clusters"}
+StageName = enum.Enum("StageName", {name: name for name in experiment.STAGES}, type=str)
+RUN_DIR_HELP = "Override the config's run_dir."
+ADDRESS_HELP = "The Ray to use (HOST:PORT, ray://..., auto); default: RAY_ADDRESS, else a Ray of the run's own."
+options = {"debug": False}  # set by --debug, wherever it stands on the command line
 DEMO_QUERIES = {  # what `winnow demo` prints, each when the tables it reads are there
     "pool_by_source": {"pool"},
     "rejects_by_reason": {"rejects"},
@@ -31,6 +44,16 @@ DEMO_QUERIES = {  # what `winnow demo` prints, each when the tables it reads are
 }
 
 
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Print tracebacks here too (always in RUN/logs/).")):
+    options["debug"] = debug
+
+
+def _reported(where: Callable[[], str | None]):
+    """Failures inside as a few lines naming `where()` (the stage); see pipelines.failures."""
+    return failures.reported(where, errors, debug=lambda: options["debug"])
+
+
 def _load(config_path: Path, run_dir: str | None) -> config_module.ExperimentConfig:
     try:
         return config_module.load(config_path, run_dir)
@@ -39,80 +62,121 @@ def _load(config_path: Path, run_dir: str | None) -> config_module.ExperimentCon
         raise typer.Exit(2) from None
 
 
-def _run_stages(config: config_module.ExperimentConfig, only: list[str] | None) -> dict[str, dict]:
-    try:
-        manifests = experiment.run(config, only)
-    finally:
-        ray_runtime.shutdown_if_embedded()
+def _run_stages(
+    config: config_module.ExperimentConfig, only: list[str] | None, address: str | None = None
+) -> dict[str, dict]:
+    with _reported(lambda: experiment.running["stage"]):
+        run_logs.start(config.run_dir, ["winnow", *sys.argv[1:]])
+        try:
+            ray_runtime.configure(config.run_dir, address)
+            manifests = experiment.run(config, only)
+        finally:
+            ray_runtime.shutdown()
     for name, manifest in manifests.items():
-        console.print(
-            f"[bold]{name}[/bold]: {manifest['rows_in']:,} rows in, {manifest['rows_out']:,} out, "
-            f"{manifest['rows_rejected']:,} rejected ({manifest['wall_seconds']:.1f} s)",
-            highlight=False,
-        )
+        console.print(f"[bold]{name}[/bold]: {_summary(manifest)}", highlight=False)
     return manifests
 
 
+def _summary(manifest: dict) -> str:
+    seconds = f"({manifest['wall_seconds']:.1f} s)"
+    if "duplicates" in manifest:  # ingest: every row read is accounted for
+        return (
+            f"{manifest['rows_in']:,} rows read = {manifest['rows_out']:,} kept + {manifest['duplicates']:,} "
+            f"duplicates + {manifest['rows_rejected']:,} rejected {seconds}"
+        )
+    counts = f"{manifest['rows_in']:,} rows in, {manifest['rows_out']:,} out, {manifest['rows_rejected']:,} rejected"
+    return f"{counts} {seconds}"
+
+
 @app.command()
-def ingest(config: Path, run_dir: str = typer.Option(None, help="Override the config's run_dir.")):
+def ingest(
+    config: Path,
+    run_dir: str = typer.Option(None, help=RUN_DIR_HELP),
+    address: str = typer.Option(None, help=ADDRESS_HELP),
+):
     """Read the config's sources into the run's pool table."""
-    _run_stages(_load(config, run_dir), ["ingest"])
+    _run_stages(_load(config, run_dir), ["ingest"], address)
 
 
 @app.command()
-def score(config: Path, run_dir: str = typer.Option(None, help="Override the config's run_dir.")):
+def score(
+    config: Path,
+    run_dir: str = typer.Option(None, help=RUN_DIR_HELP),
+    address: str = typer.Option(None, help=ADDRESS_HELP),
+):
     """Build the config's small models and run its scorers (the pool must be ingested)."""
-    _run_stages(_load(config, run_dir), ["models", "score"])
+    _run_stages(_load(config, run_dir), ["models", "score"], address)
 
 
 @app.command()
-def select(config: Path, run_dir: str = typer.Option(None, help="Override the config's run_dir.")):
+def select(
+    config: Path,
+    run_dir: str = typer.Option(None, help=RUN_DIR_HELP),
+    address: str = typer.Option(None, help=ADDRESS_HELP),
+):
     """Build every selection named under `select:` (the scores they use must exist)."""
-    _run_stages(_load(config, run_dir), ["select"])
+    _run_stages(_load(config, run_dir), ["select"], address)
 
 
 @app.command()
-def critique(config: Path, run_dir: str = typer.Option(None, help="Override the config's run_dir.")):
+def critique(
+    config: Path,
+    run_dir: str = typer.Option(None, help=RUN_DIR_HELP),
+    address: str = typer.Option(None, help=ADDRESS_HELP),
+):
     """Write candidate answers, teacher critiques and CFT examples (`critique:`)."""
-    _run_stages(_load(config, run_dir), ["models", "critique"])
+    _run_stages(_load(config, run_dir), ["models", "critique"], address)
 
 
 @app.command()
-def train(config: Path, run_dir: str = typer.Option(None, help="Override the config's run_dir.")):
+def train(
+    config: Path,
+    run_dir: str = typer.Option(None, help=RUN_DIR_HELP),
+    address: str = typer.Option(None, help=ADDRESS_HELP),
+):
     """Train every arm under `train:` that is not trained yet."""
-    _run_stages(_load(config, run_dir), ["models", "train"])
+    _run_stages(_load(config, run_dir), ["models", "train"], address)
 
 
 @app.command("eval", hidden=True)  # DESIGN.md's name for it
 @app.command()
-def evaluate(config: Path, run_dir: str = typer.Option(None, help="Override the config's run_dir.")):
+def evaluate(
+    config: Path,
+    run_dir: str = typer.Option(None, help=RUN_DIR_HELP),
+    address: str = typer.Option(None, help=ADDRESS_HELP),
+):
     """Evaluate every trained arm and its base model on the benchmarks under `evaluate:`."""
-    _run_stages(_load(config, run_dir), ["models", "evaluate"])
+    _run_stages(_load(config, run_dir), ["models", "evaluate"], address)
 
 
 @app.command()
 def run(
     config: Path,
-    run_dir: str = typer.Option(None, help="Override the config's run_dir."),
-    stage: list[str] = typer.Option(None, help="Run only these stages (repeatable)."),
+    run_dir: str = typer.Option(None, help=RUN_DIR_HELP),
+    stage: list[StageName] = typer.Option(
+        None, help=f"Run only these stages (repeatable): {', '.join(experiment.STAGES)}."
+    ),
+    address: str = typer.Option(None, help=ADDRESS_HELP),
 ):
     """Run every stage of an experiment that is not already up to date."""
-    _run_stages(_load(config, run_dir), stage or None)
+    _run_stages(_load(config, run_dir), [name.value for name in stage] if stage else None, address)
 
 
 @app.command()
 def demo(
     run_dir: str = typer.Option(None, help="Where to write the demo run (default: the config's)."),
     config: Path = typer.Option(DEMO_CONFIG, help="The demo experiment."),
+    address: str = typer.Option(None, help=ADDRESS_HELP),
 ):
     """Run the whole pipeline on an embedded local Ray and print a summary."""
     loaded = _load(config, run_dir)
-    _run_stages(loaded, None)
-    connection = views.connect(loaded.run_dir)
-    present = set(views.views(connection))
-    for query, needs in DEMO_QUERIES.items():
-        if needs <= present:
-            _print_result(query, *views.run_query(connection, query))
+    _run_stages(loaded, None, address)
+    with _reported(lambda: "demo summary"):
+        connection = views.connect(loaded.run_dir)
+        present = set(views.views(connection))
+        for query, needs in DEMO_QUERIES.items():
+            if needs <= present:
+                _print_result(query, *views.run_query(connection, query))
     console.print(f'\nQuery it: winnow sql {loaded.run_dir} "SELECT * FROM pool LIMIT 5"', highlight=False)
     report = storage.join(loaded.run_dir, "report", "index.html")
     if storage.exists(report):
@@ -124,11 +188,9 @@ def report(run: str = typer.Argument(..., help="A run folder.")):
     """Write RUN/report/index.html (results table and plots) and RUN/results."""
     from pipelines.report import stage as report_stage
 
-    try:
+    with _reported(lambda: "report"):
+        _open_logs(run, ["winnow", *sys.argv[1:]])
         report_stage.build(run)
-    except FileNotFoundError as error:
-        errors.print(f"[red]error:[/red] {error}", highlight=False)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -157,17 +219,41 @@ def sql(
     param: list[str] = typer.Option(None, "--param", "-p", help="NAME=VALUE, bound to $NAME."),
 ):
     """Query a run's tables with DuckDB (one view per table)."""
-    try:
+    with _reported(lambda: "sql"):
         connection = views.connect(run)
-    except FileNotFoundError as error:
-        errors.print(f"[red]error:[/red] {error}", highlight=False)
-        raise typer.Exit(2) from None
-    parameters = dict(p.split("=", 1) for p in param or [])
-    if query:
-        title = query if query in views.named_queries() else "result"
-        _print_result(title, *views.run_query(connection, query, parameters))
-        return
-    _prompt(connection)
+        _open_logs(run, ["winnow", *sys.argv[1:]])
+        parameters = _parameters(param or [])
+        if query:
+            title = query if query in views.named_queries() else "result"
+            _print_result(title, *_query(connection, query, parameters))
+            return
+        _prompt(connection)
+
+
+class QueryError(ValueError):
+    """A query DuckDB refused (a typo, an unknown table or column, a parameter not given)."""
+
+
+def _parameters(pairs: list[str]) -> dict[str, str]:
+    malformed = [pair for pair in pairs if "=" not in pair]
+    if malformed:
+        raise QueryError(f"-p takes NAME=VALUE; got {', '.join(map(repr, malformed))}")
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def _query(connection, query: str, parameters: dict | None = None):
+    import duckdb
+
+    try:
+        return views.run_query(connection, query, parameters)
+    except duckdb.Error as error:
+        raise QueryError(f"in the query: {error}") from None
+
+
+def _open_logs(run: str, command: list[str]) -> None:
+    """Log into an existing local run folder; a read-only one (or a URI) just goes without."""
+    with suppress(OSError):
+        run_logs.start(run, command)
 
 
 def _prompt(connection) -> None:
@@ -181,9 +267,9 @@ def _prompt(connection) -> None:
         if not buffer.strip().endswith(";"):
             continue
         try:
-            _print_result("result", *views.run_query(connection, buffer.strip()))
-        except Exception as error:  # a typo in a query should not end the session
-            errors.print(f"[red]{error}[/red]", highlight=False)
+            _print_result("result", *_query(connection, buffer.strip()))
+        except QueryError as error:  # a typo in a query should not end the session
+            errors.print(f"[red]{error}[/red]", highlight=False, markup=False)
         buffer = ""
 
 
@@ -197,7 +283,16 @@ def _print_result(title: str, columns: list[str], rows: list[tuple]) -> None:
 
 
 def main() -> None:
-    app()
+    app(args=_debug_first(sys.argv[1:]))
+
+
+def _debug_first(arguments: list[str]) -> list[str]:
+    """`--debug` belongs before the command for click; people type it anywhere, often last."""
+    end = arguments.index("--") if "--" in arguments else len(arguments)
+    if "--debug" not in arguments[:end]:
+        return arguments
+    rest = [a for i, a in enumerate(arguments) if not (a == "--debug" and i < end)]
+    return ["--debug", *rest]
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ class ConfigError(ValueError):
 class RayConfig(Strict):
     address: str | None = None  # None: RAY_ADDRESS if set (inside `ray job submit`), else embedded
     num_cpus: int | None = Field(default=None, gt=0)  # logical CPUs of the embedded Ray
+    # after losing a node, how long a stage waits for capacity to come back before it fails
+    capacity_wait_s: float | None = Field(default=None, gt=0)  # None: 600 (pipelines/fault_tolerance.py)
 
 
 class ExperimentConfig(Strict):
@@ -57,8 +59,6 @@ class ExperimentConfig(Strict):
                 raise ValueError(f"select.{name}.start_from: {start!r} is not a selection defined before it")
         return self
 
-    @field_validator("run_dir")
-    @classmethod
     @model_validator(mode="after")
     def _baseline_is_evaluated(self):
         """evaluate.baseline names an arm the evaluate stage runs: a train arm (all its seeds) or
@@ -75,6 +75,8 @@ class ExperimentConfig(Strict):
             raise ValueError(f"evaluate.baseline: {baseline!r} is not an evaluated arm; allowed: {allowed}")
         return self
 
+    @field_validator("run_dir")
+    @classmethod
     def _absolute(cls, run_dir: str) -> str:
         """Workers may run in another directory: a local run_dir is made absolute here."""
         return run_dir if "://" in run_dir else os.path.abspath(os.path.expanduser(run_dir))

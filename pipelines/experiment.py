@@ -36,6 +36,10 @@ def evaluation_arms(config: ExperimentConfig) -> dict[str, str]:
     return {**dict(sorted(bases.items())), **trained}
 
 
+# The stage running now, for messages about an error or an interruption ("interrupted in score").
+running: dict[str, str | None] = {"stage": None}
+
+
 def run(config: ExperimentConfig, only: list[str] | None = None) -> dict[str, dict]:
     """Run every stage (or those in `only`) in order; returns {table: manifest}."""
     unknown = sorted(set(only or []) - set(STAGES))
@@ -44,5 +48,7 @@ def run(config: ExperimentConfig, only: list[str] | None = None) -> dict[str, di
     manifests: dict[str, dict] = {}
     for name, stage in STAGES.items():
         if not only or name in only:
+            running["stage"] = name
             manifests.update(stage(config))
+    running["stage"] = None
     return manifests

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-SUMMARY_KEYS = ("rows_in", "rows_out", "rows_rejected", "wall_seconds")
+SUMMARY_KEYS = ("rows_in", "rows_out", "duplicates", "rows_rejected", "wall_seconds")
 
 
 def main(argv: list[str] | None = None, stages: list[str] | None = None, prog: str | None = None) -> int:
@@ -37,10 +37,33 @@ def main(argv: list[str] | None = None, stages: list[str] | None = None, prog: s
     except config.ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    manifests = experiment.run(loaded, chosen)
+    status, manifests = _run(loaded, chosen, [prog or "ray_jobs.run", *(argv or sys.argv[1:])], args.debug)
+    if status:
+        return status
     summary = {table: {k: m[k] for k in SUMMARY_KEYS if k in m} for table, m in manifests.items()}
     print(json.dumps({"run_dir": loaded.run_dir, "stages": summary}, indent=2))
     return 0
+
+
+def _run(loaded, chosen: list[str] | None, command: list[str], debug: bool) -> tuple[int, dict]:
+    """(exit status, manifests): an error is a few lines naming the stage, its traceback in the run's log."""
+    from rich.console import Console
+
+    from pipelines import experiment, failures, ray_runtime, run_logs
+
+    run_logs.start(loaded.run_dir, command)
+    try:
+        ray_runtime.configure(loaded.run_dir)
+        return 0, experiment.run(loaded, chosen)
+    except KeyboardInterrupt:
+        print(f"interrupted in {experiment.running['stage']}; run the same command to resume", file=sys.stderr)
+        return 130, {}
+    except Exception as error:
+        where = experiment.running["stage"] or "winnow"
+        return failures.report(error, where, Console(stderr=True, soft_wrap=True), debug), {}
+    finally:
+        ray_runtime.shutdown()
+        run_logs.stop()
 
 
 def _parser(prog: str | None, stages: list[str] | None) -> argparse.ArgumentParser:
@@ -53,6 +76,7 @@ def _parser(prog: str | None, stages: list[str] | None) -> argparse.ArgumentPars
     )
     parser.add_argument("--config", required=True, help="experiment YAML")
     parser.add_argument("--run-dir", help="override the config's run_dir (local path or s3://, gs:// URI)")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks here too (always in the run's logs)")
     if not stages:
         parser.add_argument("--stage", action="append", help="run only this stage (repeatable)")
     return parser

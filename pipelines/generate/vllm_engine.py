@@ -161,10 +161,16 @@ def run(engine: VllmEngineConfig, ref, sampling: Sampling, pending_file: str, pa
     """Generate every pending row through the actor pool; returns counts of this call."""
     import ray.data
 
+    from pipelines import fault_tolerance
     from pipelines.score.source import RowGroups
 
+    # A lost engine is restarted and its batches asked again; a lost write is redone under
+    # the same part name (its keys' hash): no prompt is lost, none is answered twice.
+    retries = fault_tolerance.task_options()
     source = RowGroups([pending_file], list(_pending_columns()), engine.batch_size)
-    dataset = ray.data.read_datasource(source, num_cpus=engine.io_cpus, override_num_blocks=source.num_tasks())
+    dataset = ray.data.read_datasource(
+        source, num_cpus=engine.io_cpus, override_num_blocks=source.num_tasks(), ray_remote_args=retries
+    )
     dataset = dataset.map_batches(
         VllmGenerator,
         fn_constructor_args=(ref.location, ref.trust_remote_code, engine.model_dump(), sampling.model_dump()),
@@ -173,19 +179,23 @@ def run(engine: VllmEngineConfig, ref, sampling: Sampling, pending_file: str, pa
         compute=ray.data.ActorPoolStrategy(size=engine.concurrency),
         num_cpus=engine.num_cpus,
         num_gpus=engine.num_gpus,
+        **fault_tolerance.actor_options(),
     ).map_batches(
         write_results,
         batch_size=engine.rows_per_part,
         batch_format="pyarrow",
         num_cpus=engine.io_cpus,
         fn_kwargs={"parts_dir": parts_dir},
+        **retries,
     )
     counts = dict.fromkeys(STATS, 0)
     started = time.perf_counter()
-    for row in dataset.iter_rows():
-        for key in STATS:
-            counts[key] += row[key]
-        progress.advance(row["rows"], f"{counts['output_tokens'] / (time.perf_counter() - started):,.0f} tokens/s")
+    with fault_tolerance.capacity_guard("generate", progress):
+        for row in dataset.iter_rows():
+            for key in STATS:
+                counts[key] += row[key]
+            rate = counts["output_tokens"] / (time.perf_counter() - started)
+            progress.advance(row["rows"], f"{rate:,.0f} tokens/s")
     return counts
 
 

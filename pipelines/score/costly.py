@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
+from pipelines import fault_tolerance
 from pipelines.models import loading
 from pipelines.score import parts
 from pipelines.score.runner import Scorer
@@ -119,6 +120,7 @@ def _actor_pool(settings) -> dict:
         "compute": ray.data.ActorPoolStrategy(size=settings.concurrency),
         "num_cpus": settings.num_cpus,
         "num_gpus": settings.num_gpus,
+        **fault_tolerance.actor_options(),
     }
 
 

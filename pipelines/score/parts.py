@@ -65,12 +65,16 @@ def map_and_write(
     import ray
     import ray.data
 
+    from pipelines import fault_tolerance
     from pipelines.score.source import RowGroups
 
     fused = rows_per_block is None
     slots = max(1, int(ray.cluster_resources().get("CPU", 1) // io_cpus)) if fused else None
     source = RowGroups(files, columns, rows_per_block or rows_per_part, workers=slots)
-    dataset = ray.data.read_datasource(source, num_cpus=io_cpus, override_num_blocks=source.num_tasks())
+    retries = fault_tolerance.task_options()  # a part lost with its node is scored and written again
+    dataset = ray.data.read_datasource(
+        source, num_cpus=io_cpus, override_num_blocks=source.num_tasks(), ray_remote_args=retries
+    )
     dataset = apply(dataset).map_batches(
         write_part,
         # fused (a block a part): a batch size would keep Ray Data from fusing the read in
@@ -78,6 +82,7 @@ def map_and_write(
         batch_format="pyarrow",
         num_cpus=io_cpus,
         fn_kwargs={"parts_dir": parts_dir, "table": table},
+        **retries,
     )
     cpu = 0.0
     for row in dataset.iter_rows():

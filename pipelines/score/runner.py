@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipelines import runs, storage
+from pipelines import fault_tolerance, runs, storage
 from pipelines.progress import StageProgress, note
 from pipelines.score import parts
 
@@ -56,7 +56,8 @@ def run(run_dir: str, scorer: Scorer) -> dict:
     pending = parts.write_pending(input_files, done, scorer.columns, storage.join(stage.work_dir, "pending.parquet"))
     n_pending, worker_cpu = parts.count_rows(pending), 0.0
     if n_pending:
-        with StageProgress(f"score {scorer.name}", n_pending, "rows") as progress:
+        progress = StageProgress(f"score {scorer.name}", n_pending, "rows")
+        with progress, fault_tolerance.capacity_guard(f"score {scorer.name}", progress):
             worker_cpu = scorer.score(pending, parts_dir, progress)
     return _commit(stage, scorer, parts_dir, n_pending, resumed, input_manifest, worker_cpu)
 

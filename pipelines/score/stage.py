@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipelines import fault_tolerance
 from pipelines.config import ExperimentConfig
 from pipelines.models import loading
 from pipelines.ray_runtime import ensure_ray
@@ -33,6 +34,7 @@ def _compression(config, settings) -> Scorer:
                 batch_format="pyarrow",
                 batch_size=None,  # a whole read block: a batch size would keep Ray Data from fusing the read in
                 fn_kwargs={"level": settings.level, "text": settings.text},
+                **fault_tolerance.task_options(),
             )
 
         return parts.map_and_write(
@@ -82,6 +84,7 @@ def _embedding(config, settings) -> Scorer:
                 compute=_actors(settings.concurrency),
                 num_cpus=settings.num_cpus,
                 num_gpus=settings.num_gpus,
+                **fault_tolerance.actor_options(),
             )
 
         return parts.map_and_write(
@@ -133,6 +136,7 @@ def _model_loss(config, settings) -> Scorer:
                 compute=_actors(settings.concurrency),
                 num_cpus=settings.num_cpus,
                 num_gpus=settings.num_gpus,
+                **fault_tolerance.actor_options(),
             )
 
         return parts.map_and_write(

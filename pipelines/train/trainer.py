@@ -6,7 +6,7 @@
   get the same rows back (see data.py and plan.py).
 - ScalingConfig from num_workers / use_gpu / cpus_per_worker; RunConfig with storage inside
   the stage's work folder (a local path, or the run_dir URI on a cluster), a fixed name so a
-  re-run finds the checkpoints of a killed one; FailureConfig(max_failures); CheckpointConfig
+  re-run finds the checkpoints of a killed one; FailureConfig (pipelines/fault_tolerance.py); CheckpointConfig
   keeping the best `keep` by the selection metric, or the latest `keep_checkpoints`.
 - Validation: Ray Train's ValidationConfig runs the configured function on every checkpoint
   in its own task while training goes on; fit() returns after the last one.
@@ -63,8 +63,10 @@ def datasets(prepared: data.Prepared, model: str, trust_remote_code: bool, setti
     that needs a whole CPU, which the training workers may all hold (it then never runs)."""
     import ray.data
 
+    from pipelines import fault_tolerance
     from pipelines.score.source import RowGroups
 
+    retries = fault_tolerance.task_options()  # a restarted worker group reads its shard again
     tokenize = {
         "location": model,
         "trust_remote_code": trust_remote_code,
@@ -74,9 +76,16 @@ def datasets(prepared: data.Prepared, model: str, trust_remote_code: bool, setti
     shards = {}
     for rank, location in enumerate(prepared.shards):
         source = RowGroups([location], ["id", "messages"], ROWS_PER_READ)
-        dataset = ray.data.read_datasource(source, num_cpus=DATA_CPUS, override_num_blocks=source.num_tasks())
+        dataset = ray.data.read_datasource(
+            source, num_cpus=DATA_CPUS, override_num_blocks=source.num_tasks(), ray_remote_args=retries
+        )
         shards[f"shard-{rank}"] = dataset.map_batches(
-            masking.encode_batch, batch_format="pyarrow", batch_size=256, fn_kwargs=tokenize, num_cpus=DATA_CPUS
+            masking.encode_batch,
+            batch_format="pyarrow",
+            batch_size=256,
+            fn_kwargs=tokenize,
+            num_cpus=DATA_CPUS,
+            **retries,
         )
     return shards
 
@@ -108,8 +117,10 @@ def validation_config(settings: dict, prepared: data.Prepared, model: str, trust
 
 def fit(settings: dict, prepared: data.Prepared, model: str, trust_remote_code: bool, work_dir: str):
     """Train (or resume) on Ray Train; returns the Result."""
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+
+    from pipelines import fault_tolerance
 
     select = settings["select_checkpoint"]
     resources = {"CPU": settings["cpus_per_worker"], **({"GPU": 1} if settings["use_gpu"] else {})}
@@ -134,7 +145,7 @@ def fit(settings: dict, prepared: data.Prepared, model: str, trust_remote_code: 
         run_config=RunConfig(
             name="ray",
             storage_path=work_dir,
-            failure_config=FailureConfig(max_failures=settings["max_failures"]),
+            failure_config=fault_tolerance.train_failure_config(settings["max_failures"]),
             checkpoint_config=checkpointing,
             logging_config=LoggingConfig(log_level="WARNING"),
         ),
@@ -142,7 +153,8 @@ def fit(settings: dict, prepared: data.Prepared, model: str, trust_remote_code: 
         dataset_config=DataConfig(datasets_to_split=[]),
         validation_config=validation,
     )
-    return trainer.fit()
+    with fault_tolerance.capacity_guard("train"):  # a lost node's workers wait for a new one
+        return trainer.fit()
 
 
 def choose(result, settings: dict) -> Outcome:
