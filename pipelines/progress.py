@@ -1,21 +1,39 @@
-"""Stage progress for people: a live bar in a terminal, a line every few seconds in logs."""
+"""Stage progress for people: a live bar in a terminal, a line every few seconds in logs.
+
+Work done in Ray workers (actor calls, training steps) reports to the bar through a counter
+actor (`StageProgress.counter()`): workers add to it as each batch or step finishes, and a
+driver thread moves the bar, so it moves with the work rather than when a part is written.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 LOG_EVERY_SECONDS = 5.0
+POLL_SECONDS = 0.5
 
 
 class StageProgress:
-    def __init__(self, stage: str, total: int, what: str, console: Console | None = None):
+    def __init__(self, stage: str, total: int | None, what: str, console: Console | None = None):
         self.stage, self.total, self.what, self.done, self.detail = stage, total, what, 0, ""
         self.console = console or Console(stderr=True)
         self.live = self.console.is_terminal
         self.last_log = 0.0
+        self.started = time.monotonic()
+        self._counter = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
 
     def __enter__(self):
         if self.live:
@@ -23,27 +41,91 @@ class StageProgress:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
                 TextColumn("{task.fields[detail]}"),
                 TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
                 console=self.console,
             )
             self.bar.start()
-            self.task = self.bar.add_task(f"{self.stage}: {self.what}", total=self.total, detail="")
+            self.task = self.bar.add_task(f"{self.stage}: {self.what}", total=self.total, detail="", rate="")
         return self
 
     def advance(self, steps: int = 1, detail: str = "") -> None:
-        self.done += steps
-        self.detail = detail or self.detail
-        if self.live:
-            self.bar.update(self.task, advance=steps, detail=self.detail)
-        elif time.monotonic() - self.last_log >= LOG_EVERY_SECONDS or self.done == self.total:
-            self.last_log = time.monotonic()
-            self.console.print(f"{self.stage}: {self.done}/{self.total} {self.what} {self.detail}", highlight=False)
+        self.update(self.done + steps, detail)
+
+    def update(self, done: int, detail: str = "") -> None:
+        """Set the count of units done (never backwards) and, optionally, the detail text."""
+        with self._lock:
+            self.done = max(self.done, done if self.total is None else min(done, self.total))
+            self.detail = detail or self.detail
+            if self.live:
+                self.bar.update(self.task, total=self.total, completed=self.done, detail=self.detail, rate=self._rate())
+            elif time.monotonic() - self.last_log >= LOG_EVERY_SECONDS or self.done == self.total:
+                self.last_log = time.monotonic()
+                of = f"{self.total:,}" if self.total is not None else "?"
+                line = f"{self.stage}: {self.done:,}/{of} {self.what} {self._rate()} {self.detail}"
+                self.console.print(line.rstrip(), highlight=False)
+
+    def counter(self):
+        """A Ray actor that workers add finished units to (`counter.add.remote(n)`); the bar
+        follows it until the stage ends. One a stage; created on first use."""
+        if self._counter is None:
+            import ray
+
+            self._counter = ray.remote(num_cpus=0)(_Counter).remote()
+            threading.Thread(target=self._follow, name=f"progress {self.stage}", daemon=True).start()
+        return self._counter
+
+    def _follow(self) -> None:
+        import ray
+
+        while not self._stop.wait(POLL_SECONDS):
+            if not self._read_counter(ray):
+                return
+
+    def _read_counter(self, ray) -> bool:
+        try:
+            done, total = ray.get(self._counter.value.remote(), timeout=5)
+        except Exception:  # a lost counter only stops the bar's moving, never the stage
+            return False
+        if total is not None:
+            self.total = total  # known only once the workers have planned (training steps)
+        self.update(done)
+        return True
+
+    def _rate(self) -> str:
+        seconds = time.monotonic() - self.started
+        return f"{self.done / seconds:,.1f} {self.what}/s" if self.done and seconds > 0 else ""
 
     def __exit__(self, *exc):
+        self._stop.set()
+        if self._counter is not None:
+            import ray
+
+            self._read_counter(ray)  # the last calls' units, which the thread may not have seen
+            ray.kill(self._counter)
         if self.live:
             self.bar.stop()
         return False
+
+
+class _Counter:
+    """Units finished so far, added to by workers; read by the driver's progress thread."""
+
+    def __init__(self):
+        self.count, self.total = 0, None
+
+    def add(self, units: int) -> None:
+        self.count += units
+
+    def start(self, done: int, total: int) -> None:
+        """Where the work starts (a resumed run's step) and how much there is in all."""
+        self.count, self.total = done, total
+
+    def value(self) -> tuple[int, int | None]:
+        return self.count, self.total
 
 
 def note(message: str) -> None:

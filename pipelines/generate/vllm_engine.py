@@ -162,6 +162,7 @@ def run(engine: VllmEngineConfig, ref, sampling: Sampling, pending_file: str, pa
     import ray.data
 
     from pipelines import fault_tolerance
+    from pipelines.score import parts
     from pipelines.score.source import RowGroups
 
     # A lost engine is restarted and its batches asked again; a lost write is redone under
@@ -171,22 +172,32 @@ def run(engine: VllmEngineConfig, ref, sampling: Sampling, pending_file: str, pa
     dataset = ray.data.read_datasource(
         source, num_cpus=engine.io_cpus, override_num_blocks=source.num_tasks(), ray_remote_args=retries
     )
-    dataset = dataset.map_batches(
-        VllmGenerator,
-        fn_constructor_args=(ref.location, ref.trust_remote_code, engine.model_dump(), sampling.model_dump()),
-        batch_format="pyarrow",
-        batch_size=engine.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=engine.concurrency),
-        num_cpus=engine.num_cpus,
-        num_gpus=engine.num_gpus,
-        **fault_tolerance.actor_options(),
-    ).map_batches(
-        write_results,
-        batch_size=engine.rows_per_part,
-        batch_format="pyarrow",
-        num_cpus=engine.io_cpus,
-        fn_kwargs={"parts_dir": parts_dir},
-        **retries,
+    dataset = (
+        dataset.map_batches(
+            VllmGenerator,
+            fn_constructor_args=(ref.location, ref.trust_remote_code, engine.model_dump(), sampling.model_dump()),
+            batch_format="pyarrow",
+            batch_size=engine.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=engine.concurrency),
+            num_cpus=engine.num_cpus,
+            num_gpus=engine.num_gpus,
+            **fault_tolerance.actor_options(),
+        )
+        .map_batches(  # the bar follows engine calls as they finish, not parts as they are written
+            parts.count_done,
+            batch_size=None,
+            batch_format="pyarrow",
+            num_cpus=0,
+            fn_kwargs={"counter": progress.counter()},
+        )
+        .map_batches(
+            write_results,
+            batch_size=engine.rows_per_part,
+            batch_format="pyarrow",
+            num_cpus=engine.io_cpus,
+            fn_kwargs={"parts_dir": parts_dir},
+            **retries,
+        )
     )
     counts = dict.fromkeys(STATS, 0)
     started = time.perf_counter()
@@ -195,7 +206,7 @@ def run(engine: VllmEngineConfig, ref, sampling: Sampling, pending_file: str, pa
             for key in STATS:
                 counts[key] += row[key]
             rate = counts["output_tokens"] / (time.perf_counter() - started)
-            progress.advance(row["rows"], f"{rate:,.0f} tokens/s")
+            progress.update(progress.done, f"{rate:,.0f} tokens/s")
     return counts
 
 

@@ -75,7 +75,12 @@ def map_and_write(
     dataset = ray.data.read_datasource(
         source, num_cpus=io_cpus, override_num_blocks=source.num_tasks(), ray_remote_args=retries
     )
-    dataset = apply(dataset).map_batches(
+    dataset = apply(dataset)
+    if not fused:  # the bar follows actor calls as they finish, not parts as they are written
+        dataset = dataset.map_batches(
+            count_done, batch_size=None, batch_format="pyarrow", num_cpus=0, fn_kwargs={"counter": progress.counter()}
+        )
+    dataset = dataset.map_batches(
         write_part,
         # fused (a block a part): a batch size would keep Ray Data from fusing the read in
         batch_size=None if fused else rows_per_part,
@@ -87,8 +92,15 @@ def map_and_write(
     cpu = 0.0
     for row in dataset.iter_rows():
         cpu += row["cpu_seconds"]
-        progress.advance(row["rows"])
+        if fused:
+            progress.advance(row["rows"])
     return cpu
+
+
+def count_done(batch: pa.Table, counter) -> pa.Table:
+    """Pass-through map after a scoring actor: adds the call's rows to the stage's counter."""
+    counter.add.remote(batch.num_rows)
+    return batch
 
 
 def parquet_files(folder: str) -> list[str]:

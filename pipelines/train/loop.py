@@ -46,6 +46,9 @@ def train_loop(config: dict) -> None:
     tokenizer, model, optimizer, schedule, state = _model_and_state(config, device, total)
     start = state["step"]
     _announce(config["workers_dir"], rank, start)
+    progress = config.get("progress") if rank == 0 else None  # the driver's step counter
+    if progress is not None:
+        progress.start.remote(start, total)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id or 0
 
     for step in range(start, total):
@@ -63,6 +66,8 @@ def train_loop(config: dict) -> None:
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         loss_total, tokens = _all_reduce([loss_sum, sum(b.tokens for b in batches)], device)
+        if progress is not None:
+            progress.add.remote(1)
         state["history"].append(
             {
                 "step": step + 1,

@@ -16,7 +16,7 @@ import pyarrow as pa
 import schemas
 from pipelines import runs, storage
 from pipelines.models import loading
-from pipelines.progress import note
+from pipelines.progress import StageProgress, note
 from pipelines.ray_runtime import ensure_ray
 from pipelines.train import checkpoints, data, trainer
 from pipelines.train.settings import TrainConfig, TrainRun, resolve
@@ -76,7 +76,10 @@ def run_one(config, train: TrainConfig, stage_name: str, name: str, run: TrainRu
         + (f"resuming at step {resume_step}" if resume_step else "starting")
         + f"; checkpoints in {stage.work_dir}"
     )
-    result = trainer.fit(settings, prepared, ref.location, ref.trust_remote_code, stage.work_dir)
+    with StageProgress(stage_name, settings["max_steps"], "steps") as progress:
+        result = trainer.fit(
+            settings, prepared, ref.location, ref.trust_remote_code, stage.work_dir, progress.counter()
+        )
     outcome = trainer.choose(result, settings)
     export_dir = storage.join(stage.work_dir, "export")
     storage.remove(export_dir)

@@ -115,8 +115,9 @@ def validation_config(settings: dict, prepared: data.Prepared, model: str, trust
     )
 
 
-def fit(settings: dict, prepared: data.Prepared, model: str, trust_remote_code: bool, work_dir: str):
-    """Train (or resume) on Ray Train; returns the Result."""
+def fit(settings: dict, prepared: data.Prepared, model: str, trust_remote_code: bool, work_dir: str, progress=None):
+    """Train (or resume) on Ray Train; returns the Result. `progress`: a StageProgress counter
+    that rank 0 adds each finished step to."""
     from ray.train import CheckpointConfig, DataConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -138,6 +139,7 @@ def fit(settings: dict, prepared: data.Prepared, model: str, trust_remote_code: 
             "trust_remote_code": trust_remote_code,
             "workers_dir": storage.join(work_dir, "workers"),
             "validate": validation is not None,
+            "progress": progress,
         },
         scaling_config=ScalingConfig(
             num_workers=settings["num_workers"], use_gpu=settings["use_gpu"], resources_per_worker=resources
