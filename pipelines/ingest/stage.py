@@ -10,7 +10,7 @@ from pipelines import run_logs, runs, storage
 from pipelines.config import ExperimentConfig
 from pipelines.ingest import dedupe, units
 from pipelines.ingest.plan import Plan, Unit, make_plan
-from pipelines.progress import StageProgress, note
+from pipelines.progress import StageProgress
 from pipelines.ray_runtime import ensure_ray
 
 STAGE_VERSION = 2  # bump when a change alters what ingest writes for the same input
@@ -25,13 +25,13 @@ def run(config: ExperimentConfig) -> dict:
     """Run (or skip, or resume) ingest for `config`; returns the stage manifest."""
     plan = make_plan(config.ingest)
     for name in plan.missing_sources:
-        note(f"ingest: optional source {name!r} matched no files; skipped")
+        run_logs.say(f"ingest: optional source {name!r} matched no files; skipped")
     identity = runs.stage_identity(
         "ingest", config.ingest.model_dump(mode="json"), {"files": plan.inputs}, STAGE_VERSION
     )
     stage = runs.StageRun(config.run_dir, "ingest", "pool", identity)
     if (manifest := stage.finished()) is not None:
-        note(f"ingest: up to date in {stage.table_location('pool')}; skipped")
+        run_logs.say(f"ingest: up to date in {stage.table_location('pool')}; skipped")
         return manifest
     resumed = stage.open_work()
     ensure_ray(config.ray)
