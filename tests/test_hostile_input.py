@@ -285,3 +285,27 @@ def test_the_stage_on_ray_accounts_for_every_row_and_goes_on_past_empty_files(ra
     )
     assert manifest["rejects_by_reason"] == dict(expected.rejects)
     assert set(_kept_questions(tmp_path / "run" / "pool")) == {q.strip() for q in expected.kept}
+
+
+def test_concatenated_archives_are_read_whole_and_a_cut_lz4_keeps_earlier_reads(tmp_path):
+    import pyarrow as pa
+
+    from pipelines.ingest import readers
+
+    lines = b"".join(json.dumps({"q": i}).encode() + b"\n" for i in range(20_000))
+    halves = (lines[: len(lines) // 2], lines[len(lines) // 2 :])  # cut mid-line: the frames join it again
+    (tmp_path / "frames.jsonl.zst").write_bytes(b"".join(zstandard.ZstdCompressor().compress(h) for h in halves))
+    (tmp_path / "streams.jsonl.bz2").write_bytes(b"".join(bz2.compress(h) for h in halves))
+    for name in ("frames.jsonl.zst", "streams.jsonl.bz2"):
+        assert [r.data["q"] for r in readers.read(str(tmp_path / name), "jsonl")] == list(range(20_000)), name
+
+    packed = pa.BufferOutputStream()
+    with pa.CompressedOutputStream(packed, "lz4") as stream:
+        stream.write(lines * 5)
+    data = packed.getvalue().to_pybytes()
+    (tmp_path / "cut.jsonl.lz4").write_bytes(data[: len(data) // 2])
+    records = list(readers.read(str(tmp_path / "cut.jsonl.lz4"), "jsonl"))
+    last = records[-1]
+    assert all(r.data is not None for r in records[:-1]) and len(records) > 1
+    assert last.error.reason == "truncated compressed stream" and last.whole_file
+    assert last.error.detail.startswith(f"truncated compressed stream after row {len(records) - 1}:")
