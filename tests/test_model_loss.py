@@ -26,12 +26,16 @@ TEXTS = [" ".join(c for _, c in row) for row in ROWS] * 20 + ["The answer is 42.
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    folder = small.build(TEXTS, tmp_path_factory.mktemp("tiny"), small.SmallModelSpec(vocab_size=400))
+def tiny_folder(tmp_path_factory):
+    return small.build(TEXTS, tmp_path_factory.mktemp("tiny"), small.SmallModelSpec(vocab_size=400))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_folder):
     settings = cpu_model_loss_settings(
         response_marker=MARKER, max_length=MAX_LENGTH, batch_size=3, max_batch_tokens=100
     )
-    return model_loss.ModelLossActor(str(folder), False, settings)
+    return model_loss.ModelLossActor(str(tiny_folder), False, settings)
 
 
 def reference_loss(tokenizer, model, text: str, char_start: int, char_stop: int, special: bool, max_length=None):
@@ -144,3 +148,29 @@ def test_a_sample_gets_the_same_losses_and_the_other_rows_only_token_counts(tiny
                 assert part[key] is None, key
             else:
                 assert part[key] == pytest.approx(full[key], abs=1e-5), key
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_the_vllm_engine_gives_the_transformers_losses(ray_local, tiny, tiny_folder):
+    """Same tokenisation and scored positions; vLLM's prompt logprobs for the forward passes
+    (in a Ray actor, as the scorer runs it: vLLM's CPU build pins its process's threads)."""
+    import ray
+
+    settings = {**tiny.settings, "engine": "vllm", "cpu_kv_cache_gib": 1}
+    actor = ray.remote(num_cpus=1)(model_loss.ModelLossActor).remote(str(tiny_folder), False, settings)
+    messages = [[{"role": r, "content": c} for r, c in row] for row in ROWS]
+    ids = [str(i) for i in range(len(ROWS))]
+    try:
+        through_vllm = ray.get(actor.score.remote(messages, ids), timeout=600)
+    finally:
+        ray.kill(actor)
+    for expected, got in zip(tiny.score(messages, ids), through_vllm, strict=True):
+        assert {k: got[k] for k in ("n_prompt_tokens", "n_response_tokens", "truncated")} == {
+            k: expected[k] for k in ("n_prompt_tokens", "n_response_tokens", "truncated")
+        }
+        for key in ("loss_given_prompt", "loss_alone", "ifd"):
+            if expected[key] is None:
+                assert got[key] is None, key
+            else:
+                assert got[key] == pytest.approx(expected[key], abs=1e-4), key

@@ -30,7 +30,7 @@ class VllmGenerator:
     def __init__(self, location: str, trust_remote_code: bool, engine: dict, sampling: dict):
         self.engine = VllmEngineConfig.model_validate(engine)
         self.sampling = Sampling.model_validate(sampling)
-        _configure_process(self.engine)
+        configure_process(self.engine)
         from vllm import LLM
 
         optional = {"max_num_seqs": self.engine.max_num_seqs, "max_model_len": self.engine.max_model_len}
@@ -116,7 +116,7 @@ class VllmGenerator:
             engine.abort_request(list(engine.output_processor.request_states), internal=True)
 
 
-def _configure_process(engine: VllmEngineConfig) -> None:
+def configure_process(engine: VllmEngineConfig) -> None:
     """Environment of the actor's process, set before vLLM is imported."""
     inline = engine.engine_process == "inline" or (engine.engine_process == "auto" and engine.num_gpus == 0)
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if inline else "1"

@@ -137,7 +137,16 @@ class ModelLossActor:
         device = loading.pick_device(settings["device"], settings["num_gpus"])
         loading.set_threads(settings["threads"], settings["num_cpus"])
         ref = loading.ModelRef(location, trust_remote_code)
-        self.tokenizer, self.model = loading.load_causal_lm(ref, settings["dtype"], device)
+        if settings.get("engine", "transformers") == "vllm":
+            from transformers import AutoTokenizer
+
+            from pipelines.score.vllm_losses import VllmLosses
+
+            self.tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+            self.model, self.vllm = None, VllmLosses(location, trust_remote_code, settings)
+        else:
+            self.tokenizer, self.model = loading.load_causal_lm(ref, settings["dtype"], device)
+            self.vllm = None
         if not self.tokenizer.is_fast:
             raise ValueError(f"{location}: model_loss needs a fast tokenizer (offsets locate the response)")
         template = settings["template"]
@@ -181,7 +190,10 @@ class ModelLossActor:
             if costly.in_sample(rows[index]["id"], s["sample_fraction"], s["sample_seed"]):
                 sampled.append(index)  # out of the sample: token counts only, null losses
                 sequences += [scored_positions(g, s["max_length"]), scored_positions(a, s["max_length"])]
-        losses = mean_nlls(self.model, sequences, s["batch_size"], s["max_batch_tokens"], self.pad_id)
+        if self.vllm is not None:
+            losses = self.vllm.mean_nlls(sequences)
+        else:
+            losses = mean_nlls(self.model, sequences, s["batch_size"], s["max_batch_tokens"], self.pad_id)
         for pair, index in enumerate(sampled):  # a row's two sequences are consecutive
             row = rows[index]
             row.update(loss_given_prompt=losses[2 * pair], loss_alone=losses[2 * pair + 1])

@@ -122,6 +122,8 @@ def _model_loss(config, settings) -> Scorer:
         "threads",
         "sample_fraction",
         "sample_seed",
+        "engine",
+        "cpu_kv_cache_gib",
     )
     actor_settings = {key: getattr(settings, key) for key in keys}
     columns = [*POOL_COLUMNS, "meta"] if settings.template == "alpaca" else POOL_COLUMNS  # alpaca renders from meta
@@ -157,6 +159,7 @@ def _model_loss(config, settings) -> Scorer:
         "template": settings.template,
         "response_marker": settings.response_marker,
         "dtype": settings.dtype,
+        **({"engine": "vllm"} if settings.engine == "vllm" else {}),  # equal to 3e-5, not bit for bit
         # in the identity, so in the manifest too: a changed sample re-scores
         **({"sample": [settings.sample_fraction, settings.sample_seed]} if settings.sample_fraction < 1 else {}),
     }
