@@ -3,6 +3,7 @@ real `winnow` drivers killed with SIGKILL and SIGINT, real processes recorded an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -158,7 +159,7 @@ def test_only_recorded_processes_of_a_dead_driver_are_ended(tmp_path):
         assert _ended(child) and not os.path.exists(path)
     finally:
         driver.kill()
-        if not _ended(child, seconds=0):
+        with contextlib.suppress(psutil.NoSuchProcess):  # ended by the test, as it should be
             child.kill()
 
 
