@@ -91,15 +91,14 @@ def capacity_guard(label: str, progress=None):
     watcher = _Watcher(label, _settings["capacity_wait_s"], progress)
     watcher.start()
     try:
-        yield
+        try:
+            yield
+        finally:
+            watcher.stop()  # after the join, a SIGINT the watcher sent has been raised in here
     except BaseException as error:
         if watcher.failure:
             raise CapacityLost(watcher.failure) from error
         raise
-    finally:
-        watcher.stop()
-    if watcher.failure:  # the block ended on its own just as the guard fired
-        raise CapacityLost(watcher.failure)
 
 
 class _Watcher(threading.Thread):
