@@ -33,41 +33,54 @@ def demo_run(tmp_path_factory, shared_data):
     return run_dir, done.stdout
 
 
+def _rows(run_dir, query: str) -> list[tuple]:
+    from pipelines import views
+
+    return views.connect(str(run_dir)).sql(query).fetchall()
+
+
 def test_demo_ingests_the_generated_pool_and_the_shared_pools(demo_run):
     run_dir, output = demo_run
     manifest = json.loads((run_dir / "pool" / "_SUCCESS.json").read_text())
     assert set(manifest["sources"]) == {"mathematics", "gsm8k", "math", "alpaca", "cft_examples"}
-    assert manifest["sources"]["mathematics"]["rows_in"] == 20_000
-    assert manifest["sources"]["gsm8k"] == {"rows_in": 2000, "rows_out": 2000, "duplicates": 0, "rows_rejected": 0}
+    assert manifest["sources"]["mathematics"]["rows_in"] == 3_000
+    assert manifest["sources"]["gsm8k"] == {"rows_in": 500, "rows_out": 500, "duplicates": 0, "rows_rejected": 0}
     assert manifest["rows_in"] == manifest["rows_out"] + manifest["duplicates"] + manifest["rows_rejected"]
     assert "pool_by_source" in output and "rejects_by_reason" in output and "gsm8k" in output
     for scorer in ("compression", "embedding", "model_loss", "clusters"):
         scores = json.loads((run_dir / "scores" / scorer / "_SUCCESS.json").read_text())
         assert scores["rows_out"] == manifest["rows_out"], scorer
-    assert (run_dir / "models" / "tiny" / "config.json").exists()
+    converted = json.loads((run_dir / "models" / "smollm2" / "config.json").read_text())
+    assert converted["model_type"] == "llama" and "quantization_config" not in converted  # SmolLM2 from GGUF
+    model_loss = json.loads((run_dir / "scores" / "model_loss" / "_SUCCESS.json").read_text())
+    assert model_loss["settings"]["sample"] == [0.15, 0] and model_loss["settings"]["engine"] == "vllm"
     assert "score_summary" in output
     for name in ("random", "top_ifd", "km_ifd", "kcenter", "zip"):
         selection = json.loads((run_dir / "selections" / name / "_SUCCESS.json").read_text())
-        assert selection["rows_out"] == 1000, name
+        assert selection["rows_out"] == 80, name
     assert "selection_overlap_matrix" in output and "selection_summary" in output
     critique = json.loads((run_dir / "cft" / "_SUCCESS.json").read_text())
-    assert critique["candidates"]["asked"] == 96  # 48 questions x 2 answers
-    assert critique["rows_out"] + critique["rows_rejected"] == 96 and critique["rows_out"] > 0
+    assert critique["candidates"]["asked"] == 48  # 24 questions x 2 answers
+    assert critique["rows_out"] + critique["rows_rejected"] == 48 and critique["rows_out"] > 0
     assert "critique_summary" in output
-    for arm in ("sft_random", "sft_top_ifd", "cft"):
+    for arm in ("sft_random@s0", "sft_random@s1", "sft_top_ifd", "cft"):
         trained = json.loads((run_dir / "models" / arm / "_SUCCESS.json").read_text())
-        assert trained["steps"] == 30 and (run_dir / "models" / arm / "config.json").exists(), arm
+        assert 0 < trained["steps"] <= 10 and (run_dir / "models" / arm / "config.json").exists(), arm
     evaluated = json.loads((run_dir / "eval_summary" / "_SUCCESS.json").read_text())
     assert evaluated["rows_out"] > 0 and "accuracy" in output
-    for arm in ("base-tiny", "sft_random", "sft_top_ifd", "cft"):
+    for arm in ("base-smollm2", "sft_random@s0", "sft_random@s1", "sft_top_ifd", "cft"):
         assert (run_dir / "eval" / arm / "mathematics_heldout").is_dir(), arm
+    summary = {(row[0], row[1]): row[2] for row in _rows(run_dir, "SELECT arm, benchmark, correct FROM eval_summary")}
+    assert summary[("base-smollm2", "mathematics_heldout")] > 0  # the real model solves some: arms can differ
     assert (run_dir / "report" / "index.html").exists() and "The report:" in output
+    page = (run_dir / "report" / "index.html").read_text()
+    assert "model_loss scored a seeded 15% sample of the pool" in page  # IFD selections drew from it
 
 
 def test_sql_runs_queries_named_queries_and_a_prompt(demo_run):
     run_dir, _ = demo_run
     counted = winnow("sql", run_dir, "SELECT count(*) AS n FROM pool WHERE source = $source", "-p", "source=gsm8k")
-    assert counted.returncode == 0 and "2000" in counted.stdout  # max_rows_per_file in demo.yaml
+    assert counted.returncode == 0 and "500" in counted.stdout  # max_rows_per_file in demo.yaml
     named = winnow("sql", run_dir, "rejects_by_reason")  # the demo's inputs have no bad rows
     assert named.returncode == 0 and "reason" in named.stdout and "ingest" not in named.stdout
     prompt = winnow("sql", run_dir, stdin="SELECT 6 *\n 7 AS answer;\nSELECT nonsense;\n")

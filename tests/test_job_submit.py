@@ -128,16 +128,18 @@ def test_submitted_job_ingests_the_demo_config(ray_head, tmp_path):
     pool = pq.read_table(run_dir / "pool")
     assert pool.num_rows == manifest["rows_out"]
     # In the job's working dir (an uploaded copy of the repo) ../shared is absent, so the
-    # optional file sources are skipped and the pool is the 20,000 generated rows, deduplicated.
+    # optional file sources are skipped and the pool is the 3,000 generated rows, deduplicated.
     assert set(pool["source"].to_pylist()) == {"mathematics"}
-    assert manifest["sources"]["mathematics"]["rows_in"] == 20_000
+    assert manifest["sources"]["mathematics"]["rows_in"] == 3_000
 
 
 def test_submitted_job_scores_and_selects_with_the_demo_settings(ray_head, tmp_path):
     """The demo's models, scorers and selections as one job, on a pool small enough for a test."""
     document = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     document["ingest"]["sources"] = [{"kind": "mathematics", "rows": 1500, "seed": 0}]
-    document["models"]["tiny"]["build"]["train_rows"] = 1500
+    # the small-model kit in place of the demo's SmolLM2 (its own tests cover it): a quick job
+    document["models"] = {"tiny": {"build": {"vocab_size": 1024, "train_rows": 1500}}}
+    document["score"]["model_loss"].update(model="tiny", engine="transformers", dtype="float32")
     for selection in document["select"].values():
         selection["budget"] = 100
     config = tmp_path / "demo-small.yaml"

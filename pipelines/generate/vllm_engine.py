@@ -116,6 +116,18 @@ class VllmGenerator:
             engine.abort_request(list(engine.output_processor.request_states), internal=True)
 
 
+def actor_env(engine: VllmEngineConfig) -> dict:
+    """Ray remote options giving a CPU engine's actor OMP_NUM_THREADS from its start. vLLM's CPU
+    attention checks that the thread count it planned with is the calling thread's OpenMP
+    count; Ray Data calls an actor's UDF on another thread than `__init__`, which sees only
+    what the process started with (Ray's default: the actor's whole CPUs), so a `threads`
+    above that crashed ("thread_num (1 vs. 2)") unless the process starts with it."""
+    if engine.num_gpus > 0:
+        return {}
+    threads = engine.threads or max(1, int(engine.num_cpus))
+    return {"runtime_env": {"env_vars": {"OMP_NUM_THREADS": str(threads)}}}
+
+
 def configure_process(engine: VllmEngineConfig) -> None:
     """Environment of the actor's process, set before vLLM is imported."""
     inline = engine.engine_process == "inline" or (engine.engine_process == "auto" and engine.num_gpus == 0)
@@ -182,6 +194,7 @@ def run(engine: VllmEngineConfig, ref, sampling: Sampling, pending_file: str, pa
             num_cpus=engine.num_cpus,
             num_gpus=engine.num_gpus,
             **fault_tolerance.actor_options(),
+            **actor_env(engine),
         )
         .map_batches(  # the bar follows engine calls as they finish, not parts as they are written
             parts.count_done,

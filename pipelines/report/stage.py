@@ -62,7 +62,7 @@ def build(run_dir: str, title: str | None = None) -> dict:
         drawn.append(name)
     rows, settings = table.to_pylist(), results.settings_of(results.manifests_by_table(connection))
     sections = {
-        "conclusion": page.conclusion(rows, settings.alpha),
+        "conclusion": page.conclusion(rows, settings.alpha) + sampled_scores(connection),
         "results": page.results_table(rows, results.best_arms(connection, settings.alpha)),
         "comparison": page.comparison_table(rows),
         "alpha": f"{settings.alpha:g}",
@@ -75,6 +75,26 @@ def build(run_dir: str, title: str | None = None) -> dict:
     committed = stage.commit({"results": results_dir, "report": report_dir}, manifest)
     note(f"report: {storage.join(run_dir, 'report', 'index.html')}")
     return committed
+
+
+SAMPLED = {"scores/model_loss": "loss_given_prompt", "scores/selectit": "selectit_sentence", "scores/less": "less"}
+
+
+def sampled_scores(connection) -> str:
+    """A sentence for each scorer that scored a sample only: a selection by its scores drew
+    from those rows, not from the pool (the reader must know, to compare it with random)."""
+    sentences = []
+    for table, manifest in results.manifests_by_table(connection).items():
+        sample = manifest.get("settings", {}).get("sample")
+        if table not in SAMPLED or not sample:
+            continue
+        view = table.replace("/", "_")  # the view of a table folder (pipelines/views.py)
+        scored, total = connection.execute(f'SELECT count("{SAMPLED[table]}"), count(*) FROM {view}').fetchone()
+        sentences.append(
+            f" {table.removeprefix('scores/')} scored a seeded {sample[0]:.0%} sample of the pool ({scored:,} of"
+            f" {total:,} rows have scores): selections by its scores drew from those rows only."
+        )
+    return "".join(sentences)
 
 
 def _write_bytes(location: str, data: bytes) -> None:

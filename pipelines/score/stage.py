@@ -127,6 +127,12 @@ def _model_loss(config, settings) -> Scorer:
     )
     actor_settings = {key: getattr(settings, key) for key in keys}
     columns = [*POOL_COLUMNS, "meta"] if settings.template == "alpaca" else POOL_COLUMNS  # alpaca renders from meta
+    engine_env = {}
+    if settings.engine == "vllm":
+        from pipelines.generate.vllm_engine import actor_env
+        from pipelines.score.vllm_losses import engine_config
+
+        engine_env = actor_env(engine_config(ref.location, actor_settings))
 
     def score(files, parts_dir, progress):
         def apply(dataset):
@@ -139,6 +145,7 @@ def _model_loss(config, settings) -> Scorer:
                 num_cpus=settings.num_cpus,
                 num_gpus=settings.num_gpus,
                 **fault_tolerance.actor_options(),
+                **engine_env,
             )
 
         return parts.map_and_write(

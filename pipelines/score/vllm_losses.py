@@ -11,21 +11,27 @@ the forward passes move here. The engine runs inside the scorer's actor, as gene
 from __future__ import annotations
 
 
+def engine_config(location: str, settings: dict):
+    """The generation engine's settings for a model_loss scorer's own settings."""
+    from pipelines.generate.settings import VllmEngineConfig
+
+    return VllmEngineConfig(
+        kind="vllm",
+        model=location,
+        dtype="float32" if settings["dtype"] == "auto" and not settings["num_gpus"] else settings["dtype"],
+        max_model_len=settings["max_length"] + 1,  # a prompt of max_length, and one token out
+        cpu_kv_cache_gib=settings.get("cpu_kv_cache_gib") or 1,
+        num_cpus=settings["num_cpus"],
+        num_gpus=settings["num_gpus"],
+        threads=settings["threads"],
+    )
+
+
 class VllmLosses:
     def __init__(self, location: str, trust_remote_code: bool, settings: dict):
-        from pipelines.generate.settings import VllmEngineConfig
         from pipelines.generate.vllm_engine import configure_process
 
-        engine = VllmEngineConfig(
-            kind="vllm",
-            model=location,
-            dtype="float32" if settings["dtype"] == "auto" and not settings["num_gpus"] else settings["dtype"],
-            max_model_len=settings["max_length"] + 1,  # a prompt of max_length, and one token out
-            cpu_kv_cache_gib=settings.get("cpu_kv_cache_gib") or 1,
-            num_cpus=settings["num_cpus"],
-            num_gpus=settings["num_gpus"],
-            threads=settings["threads"],
-        )
+        engine = engine_config(location, settings)
         configure_process(engine)
         from vllm import LLM
 
