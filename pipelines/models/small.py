@@ -72,7 +72,9 @@ def build(texts: Iterable[str], folder: str | Path, spec: SmallModelSpec = Small
     """Train the tokenizer, initialise the model, save both into `folder`; returns it."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()  # the stage prints its own line; no "Writing model shards" bar
     folder = Path(folder)
     tokenizer = train_tokenizer(texts, spec.vocab_size)
     config = Qwen2Config(

@@ -34,24 +34,14 @@ def run(config: ExperimentConfig) -> dict:
 def _convert(run_dir: str, name: str, source) -> dict:
     path = gguf.locate(source)
     sha256 = gguf.file_sha256(path)
-    identity = runs.stage_identity(f"model-{name}", {"gguf": path.name}, {"gguf_sha256": sha256}, STAGE_VERSION)
-    stage = runs.StageRun(run_dir, f"model-{name}", f"models/{name}", identity)
-    if (manifest := stage.finished()) is not None:
-        note(f"model {name}: up to date; skipped")
-        return manifest
-    stage.open_work()
-    folder = storage.join(stage.work_dir, "checkpoint")
-    storage.remove(folder)  # a killed conversion starts over: it takes seconds
-    note(f"model {name}: converting {path.name} to a float32 checkpoint")
-    gguf.convert(path, folder, sha256)
-    manifest = {
-        "rows_in": 0,
-        "rows_out": 0,
-        "rows_rejected": 0,
-        "gguf": {"file": str(path), "sha256": sha256},
-        "cpu_seconds": round(stage.driver_cpu_seconds(), 3),
-    }
-    return stage.commit({f"models/{name}": folder}, manifest)
+    return _checkpoint(
+        run_dir,
+        name,
+        identity=({"gguf": path.name}, {"gguf_sha256": sha256}),
+        message=f"converting {path.name} to a float32 checkpoint",
+        write=lambda folder: gguf.convert(path, folder, sha256),
+        manifest={"rows_in": 0, "gguf": {"file": str(path), "sha256": sha256}},
+    )
 
 
 def _build(run_dir: str, name: str, build) -> dict:
@@ -59,24 +49,32 @@ def _build(run_dir: str, name: str, build) -> dict:
     if pool is None:
         raise RuntimeError(f"model {name}: the pool is not finished in {run_dir}; run ingest first")
     ids, texts = _training_rows(storage.join(run_dir, "pool"), build.train_rows)
-    identity = runs.stage_identity(f"model-{name}", build.model_dump(), {"rows": runs.stable_hash(ids)}, STAGE_VERSION)
-    stage = runs.StageRun(run_dir, f"model-{name}", f"models/{name}", identity)
-    if (manifest := stage.finished()) is not None:
+    spec = small.SmallModelSpec(**build.model_dump(exclude={"train_rows"}))
+    return _checkpoint(
+        run_dir,
+        name,
+        identity=(build.model_dump(), {"rows": runs.stable_hash(ids)}),
+        message=f"training a tokenizer on {len(texts):,} pool rows and building the model",
+        write=lambda folder: small.build(texts, folder, spec),
+        manifest={"rows_in": len(texts), "spec": build.model_dump()},
+    )
+
+
+def _checkpoint(run_dir: str, name: str, identity: tuple[dict, dict], message: str, write, manifest: dict) -> dict:
+    """RUN/models/<name>: skipped when its identity (settings, inputs) is unchanged, else
+    `write(folder)` makes the checkpoint folder, committed whole with its manifest."""
+    settings, inputs = identity
+    stage_id = runs.stage_identity(f"model-{name}", settings, inputs, STAGE_VERSION)
+    stage = runs.StageRun(run_dir, f"model-{name}", f"models/{name}", stage_id)
+    if (finished := stage.finished()) is not None:
         note(f"model {name}: up to date; skipped")
-        return manifest
+        return finished
     stage.open_work()
     folder = storage.join(stage.work_dir, "checkpoint")
     storage.remove(folder)  # a killed build starts over: it takes seconds
-    note(f"model {name}: training a tokenizer on {len(texts):,} pool rows and building the model")
-    spec = small.SmallModelSpec(**build.model_dump(exclude={"train_rows"}))
-    small.build(texts, folder, spec)
-    manifest = {
-        "rows_in": len(texts),
-        "rows_out": 0,
-        "rows_rejected": 0,
-        "spec": build.model_dump(),
-        "cpu_seconds": round(stage.driver_cpu_seconds(), 3),
-    }
+    note(f"model {name}: {message}")
+    write(folder)
+    manifest = {**manifest, "rows_out": 0, "rows_rejected": 0, "cpu_seconds": round(stage.driver_cpu_seconds(), 3)}
     return stage.commit({f"models/{name}": folder}, manifest)
 
 
