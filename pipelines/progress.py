@@ -73,8 +73,11 @@ class StageProgress:
         follows it until the stage ends. One a stage; created on first use."""
         if self._counter is None:
             import ray
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            self._counter = ray.remote(num_cpus=0)(_Counter).remote()
+            # on the driver's node: it lives as long as the stage does, whatever workers are lost
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+            self._counter = ray.remote(num_cpus=0, scheduling_strategy=here)(_Counter).remote()
             threading.Thread(target=self._follow, name=f"progress {self.stage}", daemon=True).start()
         return self._counter
 
