@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -16,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from tests.cluster import free_ports
 from tests.conftest import BIN, REPO, cli_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -32,20 +32,10 @@ PORT_FLAGS = (
 )
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """A head node with a dashboard (job API), on free ports, stopped with its process group."""
-    ports = dict(zip(PORT_FLAGS, _free_ports(len(PORT_FLAGS)), strict=True))
+    ports = dict(zip(PORT_FLAGS, free_ports(len(PORT_FLAGS)), strict=True))
     command = [
         str(BIN / "ray"),
         "start",
