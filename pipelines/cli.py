@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)  # error lines stay whole, for people and for grep
+NATIVE_OUTPUT_TO_LOG = False  # main() sets it: native code's stderr goes to RUN/logs/native.log
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "configs" / "demo.yaml"
 SCORES = {"scores_compression", "scores_model_loss", "scores_embedding", "scores_clusters"}
@@ -67,6 +68,8 @@ def _run_stages(
 ) -> dict[str, dict]:
     with _reported(lambda: experiment.running["stage"]):
         run_logs.start(config.run_dir, ["winnow", *sys.argv[1:]])
+        if NATIVE_OUTPUT_TO_LOG:
+            run_logs.native_output_to_log()
         try:
             ray_runtime.configure(config.run_dir, address)
             manifests = experiment.run(config, only)
@@ -283,6 +286,8 @@ def _print_result(title: str, columns: list[str], rows: list[tuple]) -> None:
 
 
 def main() -> None:
+    global NATIVE_OUTPUT_TO_LOG
+    NATIVE_OUTPUT_TO_LOG = True  # the `winnow` process itself, not a test's CliRunner
     app(args=_debug_first(sys.argv[1:]))
 
 

@@ -74,6 +74,23 @@ def start(run_dir: str, command: list[str]) -> str:
     return folder
 
 
+def native_output_to_log() -> None:
+    """Native code writes to file descriptor 2 directly, past Python's logging: Ray's C++ core
+    worker (one error-level line when an actor pool with restarts starts), OpenMP and vLLM's
+    kernels. Point fd 2 at RUN/logs/native.log and keep Python's sys.stderr, where Winnow's
+    lines, bars and errors go, on the terminal. Only for the `winnow` command's own process
+    (a test runner captures fd 2 itself); processes it starts from here on inherit the file."""
+    if _state["dir"] is None or _state.get("terminal") is not None:
+        return
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    log = os.open(os.path.join(_state["dir"], "native.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
+    encoding, errors = sys.stderr.encoding or "utf-8", "backslashreplace"
+    _state["terminal"] = sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=encoding, errors=errors)
+
+
 def current_dir() -> str | None:
     return _state["dir"]
 
