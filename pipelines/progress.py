@@ -32,6 +32,7 @@ class StageProgress:
         self.last_log = 0.0
         self.started = time.monotonic()
         self._counter = None
+        self.counted, self.redone = 0, 0  # the counter's raw units; units a lost worker's retry did again
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -90,9 +91,10 @@ class StageProgress:
 
     def _read_counter(self, ray) -> bool:
         try:
-            done, total = ray.get(self._counter.value.remote(), timeout=5)
+            done, total, restarted = ray.get(self._counter.value.remote(), timeout=5)
         except Exception:  # a lost counter only stops the bar's moving, never the stage
             return False
+        self.counted, self.redone = done, restarted
         if total is not None:
             self.total = total  # known only once the workers have planned (training steps)
         self.update(done)
@@ -101,6 +103,14 @@ class StageProgress:
     def _rate(self) -> str:
         seconds = time.monotonic() - self.started
         return f"{self.done / seconds:,.1f} {self.what}/s" if self.done and seconds > 0 else ""
+
+    def _say_redone(self) -> None:
+        """Units counted more than once: a retried task or a restarted training attempt did
+        again what a lost node or worker had already finished (in-flight work lost with it
+        never reached the counter, so this is a lower bound on the work lost)."""
+        redone = self.redone + max(0, self.counted - self.total) if self.total is not None else self.redone
+        if redone:
+            note(f"{self.stage}: {redone:,} {self.what} redone after a lost worker or node")
 
     def __exit__(self, *exc):
         self._stop.set()
@@ -111,6 +121,7 @@ class StageProgress:
             ray.kill(self._counter)
         if self.live:
             self.bar.stop()
+        self._say_redone()
         return False
 
 
@@ -118,17 +129,19 @@ class _Counter:
     """Units finished so far, added to by workers; read by the driver's progress thread."""
 
     def __init__(self):
-        self.count, self.total = 0, None
+        self.count, self.total, self.redone = 0, None, 0
 
     def add(self, units: int) -> None:
         self.count += units
 
     def start(self, done: int, total: int) -> None:
-        """Where the work starts (a resumed run's step) and how much there is in all."""
+        """Where the work starts (a resumed run's step) and how much there is in all. A
+        restarted attempt starts below the count: the steps between are done again."""
+        self.redone += max(0, self.count - done) if self.total is not None else 0
         self.count, self.total = done, total
 
-    def value(self) -> tuple[int, int | None]:
-        return self.count, self.total
+    def value(self) -> tuple[int, int | None, int]:
+        return self.count, self.total, self.redone
 
 
 def note(message: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import time
 from collections import Counter
@@ -138,6 +139,12 @@ def _files(folder, pattern="part-*.parquet"):
     return sorted(folder.glob(pattern)) if folder.exists() else []
 
 
+def _redone(output: str, what: str) -> int:
+    """Units the stage did again after the loss, as its progress line says (0: none said)."""
+    said = re.findall(rf"([\d,]+) {what} redone after a lost worker or node", output)
+    return sum(int(count.replace(",", "")) for count in said)
+
+
 def _same_rows(ours, clean, floats_abs=1e-5):
     assert len(ours) == len(clean) and len({r["id"] for r in ours}) == len(ours)
     for a, b in zip(ours, clean, strict=True):
@@ -168,6 +175,7 @@ def test_score_survives_a_lost_node(cluster, base, tmp_path):
     rewritten = [p for p in _files(parts_dir) if p.stat().st_mtime_ns != before.get(p.name, p.stat().st_mtime_ns)]
     report = {"kill_after_parts": [scorer, parts], "node": victim, "replacement": replacement}
     report.update(parts_before_kill=len(before), parts_rewritten=len(rewritten), seen=f"lost node {victim}" in output)
+    report["rows_redone"] = _redone(output, "rows")
     print("fault report score", json.dumps(report))
     for name in ("compression", "model_loss"):
         assert json.loads((run_dir / "scores" / name / "_SUCCESS.json").read_text())["rows_out"] == ROWS
@@ -193,7 +201,8 @@ def test_critique_loses_no_prompt_and_answers_none_twice(cluster, base, tmp_path
     # One attempt folder (no compaction): every completion written exactly once in it.
     written = pq.read_table(_files(generations, "attempt-*/part-*.parquet")).to_pylist()
     counts = Counter((row["request_id"], row["completion_index"]) for row in written)
-    print("fault report critique", json.dumps({"kill_after_parts": parts, "node": victim, "replacement": replacement}))
+    report = {"kill_after_parts": parts, "node": victim, "replacement": replacement}
+    print("fault report critique", json.dumps({**report, "completions_redone": _redone(output, "completions")}))
     assert set(counts.values()) == {1} and len(counts) == 24
     assert all(row["status"] == "ok" and row["attempts"] == 1 for row in written)
     for table in ("candidates", "critiques"):
@@ -226,7 +235,7 @@ def test_training_resumes_from_the_last_checkpoint_on_a_new_node(cluster, base, 
     clean = pq.read_table(clean_dir / "train_metrics" / "sft").to_pylist()
     resumed_from = max(r["start_step"] for r in rows)
     report = {"kill_after_checkpoint": registered, "node": victim, "replacement": replacement}
-    report["resumed_from"] = resumed_from
+    report.update(resumed_from=resumed_from, steps_redone=_redone(output, "steps"))
     print("fault report train", json.dumps(report))
     assert [r["step"] for r in rows] == [r["step"] for r in clean] == list(range(1, 25))
     assert registered <= resumed_from < 24 and resumed_from % 4 == 0

@@ -78,3 +78,21 @@ def test_a_counter_carries_a_total_that_workers_learn(ray_local):
         while progress.done < 7 and time.monotonic() < deadline:
             time.sleep(0.1)
     assert (progress.done, progress.total) == (7, 10)
+
+
+def test_work_done_again_after_a_lost_worker_is_counted_and_said(ray_local, capsys):
+    import ray
+
+    with StageProgress("train test", None, "steps") as progress:
+        counter = progress.counter()
+        ray.get(counter.start.remote(0, 10))
+        ray.get([counter.add.remote(1) for _ in range(6)])  # steps 1-6; the checkpoint was step 4
+        ray.get(counter.start.remote(4, 10))  # the restarted attempt resumes from it: 5 and 6 again
+        ray.get([counter.add.remote(1) for _ in range(6)])
+    assert (progress.done, progress.redone) == (10, 2)
+    with StageProgress("score test", 8, "rows") as rows:
+        ray.get(rows.counter().add.remote(11))  # a retried call's 3 rows counted twice
+    assert rows.counted == 11
+    said = capsys.readouterr().err
+    assert "train test: 2 steps redone after a lost worker or node" in said
+    assert "score test: 3 rows redone after a lost worker or node" in said
