@@ -85,8 +85,9 @@ def test_demo_takes_smollm2_from_its_gguf_through_every_stage(demo_run):
     run_dir, _ = demo_run
     converted = json.loads((run_dir / "models" / "smollm2" / "config.json").read_text())
     assert converted["vocab_size"] == 49152 and (run_dir / "models" / "smollm2" / "chat_template.jinja").exists()
-    scored = [r for r in pq.read_table(run_dir / "scores" / "model_loss").to_pylist() if r["loss_alone"] is not None]
-    assert 0 < len(scored) < 4_400  # the seeded sample, not every row
+    rows = pq.read_table(run_dir / "scores" / "model_loss").to_pylist()
+    assert 0 < sum(r["loss_alone"] is not None for r in rows) < len(rows)  # the seeded sample, not every row
+    scored = [r for r in rows if r["loss_given_prompt"] is not None]  # a prompt over max_length has none
     # a pretrained instruct model finds the answer easier to predict after its question
     assert sum(r["loss_given_prompt"] < r["loss_alone"] for r in scored) > len(scored) / 2
     trained = json.loads((run_dir / "models" / "sft_top_ifd" / "_SUCCESS.json").read_text())
