@@ -19,7 +19,9 @@ with `CapacityLost`, which names the lost node, instead of hanging.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -39,6 +41,7 @@ ACTOR_MAX_TASK_RETRIES = -1
 # How long a stage may wait, after losing a node, for capacity to come back before it
 # fails (ray.capacity_wait_s overrides it): a cloud node takes minutes to boot.
 DEFAULT_CAPACITY_WAIT_S = 600.0
+STOP_GRACE_S = 20.0  # how long the stage may take to answer the guard's interrupt
 POLL_SECONDS = 1.0  # how often the guard reads the node table and the pending demand
 # Node deaths that lose no work: a drained idle node, or one stopped on purpose.
 HARMLESS_DEATHS = {1: "expected termination", 4: "autoscaler drained an idle node"}
@@ -119,8 +122,21 @@ class _Watcher(threading.Thread):
             except Exception as error:  # a GCS hiccup: look again next time
                 log.warning("capacity guard: %s", error)
             if self.failure:
-                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                self.interrupt_main()
                 return
+
+    def interrupt_main(self) -> None:
+        """SIGINT the main thread; if it is still in the stage after STOP_GRACE_S (a blocking
+        call inside Ray Data can swallow the interrupt: seen with every worker node gone), end
+        the process with the failure said, rather than hang."""
+        from pipelines.progress import note
+
+        note(f"CapacityLost: {self.failure}")
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        if not self.stopping.wait(STOP_GRACE_S):
+            note(f"CapacityLost: the stage did not stop within {STOP_GRACE_S:g} s of its interrupt; exiting")
+            sys.stderr.flush()
+            os._exit(1)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -138,7 +154,7 @@ class _Watcher(threading.Thread):
         if not self.lost:
             return
         done = getattr(self.progress, "done", None)
-        waiting = pending_demand()
+        waiting = no_compute() or _pending_demand_or_none()
         if not waiting or done != self.last_done:
             self.starved_since, self.last_done = None, done
             return
@@ -155,6 +171,26 @@ def pending_demand() -> list[str]:
     demands = get_cluster_status(ray.get_runtime_context().gcs_address).resource_demands
     pending = [*demands.ray_task_actor_demand, *demands.placement_group_demand]
     return [str(request) for demand in pending for request in demand.bundles_by_count]
+
+
+def _pending_demand_or_none() -> list[str]:
+    """The pending demand; [] when the autoscaler's status cannot be read (it can fail while
+    dead nodes are still in its state: the check that no node has compute must not wait on it)."""
+    try:
+        return pending_demand()
+    except Exception as error:
+        log.warning("capacity guard: the pending resource demand is unreadable: %s", error)
+        return []
+
+
+def no_compute() -> list[str]:
+    """['no alive node has a CPU or a GPU'] when none has: every stage's work needs one. (With
+    every worker gone, Ray Data submits nothing and a restarting actor may report no demand,
+    so the pending demand alone can stay empty while the stage waits for ever.)"""
+    import ray
+
+    resources = ray.cluster_resources()
+    return [] if resources.get("CPU", 0) or resources.get("GPU", 0) else ["no alive node has a CPU or a GPU"]
 
 
 def node_label(node: dict) -> str:

@@ -129,7 +129,8 @@ def test_submitted_job_scores_and_selects_with_the_demo_settings(ray_head, tmp_p
     document["ingest"]["sources"] = [{"kind": "mathematics", "rows": 1500, "seed": 0}]
     # the small-model kit in place of the demo's SmolLM2 (its own tests cover it): a quick job
     document["models"] = {"tiny": {"build": {"vocab_size": 1024, "train_rows": 1500}}}
-    document["score"]["model_loss"].update(model="tiny", engine="transformers", dtype="float32")
+    # a 15% sample of 1,500 rows leaves the IFD selections (IFD < 1 only) 100 rows to choose
+    document["score"]["model_loss"].update(model="tiny", engine="transformers", dtype="float32", sample_fraction=0.15)
     for selection in document["select"].values():
         selection["budget"] = 100
     config = tmp_path / "demo-small.yaml"
