@@ -154,7 +154,7 @@ class _Watcher(threading.Thread):
         if not self.lost:
             return
         done = getattr(self.progress, "done", None)
-        waiting = no_compute() or _pending_demand_or_none()
+        waiting = no_compute() or pending_demand()
         if not waiting or done != self.last_done:
             self.starved_since, self.last_done = None, done
             return
@@ -171,16 +171,6 @@ def pending_demand() -> list[str]:
     demands = get_cluster_status(ray.get_runtime_context().gcs_address).resource_demands
     pending = [*demands.ray_task_actor_demand, *demands.placement_group_demand]
     return [str(request) for demand in pending for request in demand.bundles_by_count]
-
-
-def _pending_demand_or_none() -> list[str]:
-    """The pending demand; [] when the autoscaler's status cannot be read (it can fail while
-    dead nodes are still in its state: the check that no node has compute must not wait on it)."""
-    try:
-        return pending_demand()
-    except Exception as error:
-        log.warning("capacity guard: the pending resource demand is unreadable: %s", error)
-        return []
 
 
 def no_compute() -> list[str]:

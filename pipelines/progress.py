@@ -108,7 +108,8 @@ class StageProgress:
         """Units counted more than once: a retried task or a restarted training attempt did
         again what a lost node or worker had already finished (in-flight work lost with it
         never reached the counter, so this is a lower bound on the work lost)."""
-        redone = self.redone + max(0, self.counted - self.total) if self.total is not None else self.redone
+        counted_twice = max(0, self.counted - self.total) if self.total is not None else 0
+        redone = self.redone + counted_twice
         if redone:
             note(f"{self.stage}: {redone:,} {self.what} redone after a lost worker or node")
 
