@@ -1,4 +1,7 @@
-"""Stage progress for people: a live bar in a terminal, a line every few seconds in logs.
+"""Stage progress for people: a live bar in a terminal; in a log (CI, `ray job submit`) a
+line when the stage starts, one every 30 s while it runs (count, rate, time left; "nothing
+done yet" while it waits, so a stalled stage is never silent) and a summary when it ends:
+never a line per refresh.
 
 Work done in Ray workers (actor calls, training steps) reports to the bar through a counter
 actor (`StageProgress.counter()`): workers add to it as each batch or step finishes, and a
@@ -20,8 +23,18 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-LOG_EVERY_SECONDS = 5.0
+LOG_EVERY_SECONDS = 30.0
 POLL_SECONDS = 0.5
+
+
+def _duration(seconds: float) -> str:
+    """A duration as a person reads it in a log line: 42 s, 3 min 05 s, 2 h 07 min."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 class StageProgress:
@@ -29,7 +42,6 @@ class StageProgress:
         self.stage, self.total, self.what, self.done, self.detail = stage, total, what, 0, ""
         self.console = console or Console(stderr=True)
         self.live = self.console.is_terminal
-        self.last_log = 0.0
         self.started = time.monotonic()
         self._counter = None
         self.counted, self.redone = 0, 0  # the counter's raw units; units a lost worker's retry did again
@@ -51,6 +63,10 @@ class StageProgress:
             )
             self.bar.start()
             self.task = self.bar.add_task(f"{self.stage}: {self.what}", total=self.total, detail="", rate="")
+        else:
+            to_do = f", {self.total:,} to do" if self.total is not None else ""
+            self.console.print(f"{self.stage}: started ({self.what}{to_do})", highlight=False)
+            threading.Thread(target=self._log_every, name=f"log {self.stage}", daemon=True).start()
         return self
 
     def advance(self, steps: int = 1, detail: str = "") -> None:
@@ -63,11 +79,28 @@ class StageProgress:
             self.detail = detail or self.detail
             if self.live:
                 self.bar.update(self.task, total=self.total, completed=self.done, detail=self.detail, rate=self._rate())
-            elif time.monotonic() - self.last_log >= LOG_EVERY_SECONDS or self.done == self.total:
-                self.last_log = time.monotonic()
-                of = f"{self.total:,}" if self.total is not None else "?"
-                line = f"{self.stage}: {self.done:,}/{of} {self.what} {self._rate()} {self.detail}"
-                self.console.print(line.rstrip(), highlight=False)
+
+    def _log_every(self) -> None:
+        """Off a terminal: the state every LOG_EVERY_SECONDS, whether or not work moved."""
+        while not self._stop.wait(LOG_EVERY_SECONDS):
+            with self._lock:
+                self.console.print(self._status_line(), highlight=False)
+
+    def _status_line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        if not self.done:
+            return f"{self.stage}: nothing done yet, {_duration(elapsed)} in"
+        of = f"/{self.total:,}" if self.total is not None else ""
+        line = f"{self.stage}: {self.done:,}{of} {self.what}, {self._rate()}"
+        if self.total is not None and self.done < self.total:
+            line += f", {_duration((self.total - self.done) * elapsed / self.done)} left"
+        return f"{line} {self.detail}".rstrip()
+
+    def _summary_line(self) -> str:
+        of = f"/{self.total:,}" if self.total is not None else ""
+        elapsed = time.monotonic() - self.started
+        detail = f"; {self.detail}" if self.detail else ""
+        return f"{self.stage}: {self.done:,}{of} {self.what} in {_duration(elapsed)}{detail}"
 
     def counter(self):
         """A Ray actor that workers add finished units to (`counter.add.remote(n)`); the bar
@@ -122,6 +155,9 @@ class StageProgress:
             ray.kill(self._counter)
         if self.live:
             self.bar.stop()
+        else:
+            with self._lock:
+                self.console.print(self._summary_line(), highlight=False)
         self._say_redone()
         return False
 
