@@ -19,11 +19,12 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from pipelines.critique.settings import CritiqueConfig
 from pipelines.evaluate.settings import EvaluateConfig
+from pipelines.fences import Name
 from pipelines.ingest.settings import IngestConfig
 from pipelines.models.settings import ModelSpec
 from pipelines.score.settings import ScoreConfig
 from pipelines.select.settings import SelectConfig
-from pipelines.settings import NAME_PATTERN, Strict
+from pipelines.settings import Strict
 from pipelines.train.settings import TrainConfig
 
 
@@ -39,11 +40,11 @@ class RayConfig(Strict):
 
 
 class ExperimentConfig(Strict):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: Name
     run_dir: str  # local path or object-store URI
     ray: RayConfig = RayConfig()
     ingest: IngestConfig
-    models: dict[str, ModelSpec] = {}  # names that scorers and trainers refer to
+    models: dict[Name, ModelSpec] = {}  # names that scorers and trainers refer to
     score: ScoreConfig | None = None
     select: SelectConfig = {}  # name -> selection; each becomes the table selections/<name>
     critique: CritiqueConfig | None = None  # candidates, teacher critiques, CFT examples
@@ -107,7 +108,10 @@ def explain(error: ValidationError) -> str:
     for problem in error.errors():
         key, model = _walk(problem["loc"])
         kind = problem["type"]
-        if kind == "extra_forbidden":
+        if problem["loc"][-1:] == ("[key]",):  # a mapping's key, such as a name under `models:`
+            mapping, _ = _walk(problem["loc"][:-2])
+            lines.append(f"  {mapping}: key {problem['loc'][-2]!r}: {problem['msg'].removeprefix('Value error, ')}")
+        elif kind == "extra_forbidden":
             allowed = ", ".join(model.model_fields) if model else "?"
             lines.append(f"  {key}: unknown key; allowed here: {allowed}")
         elif kind == "missing":

@@ -5,6 +5,10 @@ A stage works inside `_work/<stage>/`, which survives a kill: finished units are
 there and reused by the next attempt when the stage's identity (config hash, input
 fingerprints, code version) is unchanged. Commit moves the outputs into place and writes
 `_SUCCESS.json` into the stage's primary table last, so its presence means "finished".
+
+Every folder a stage run clears or moves onto is first checked to lie inside the run folder
+(pipelines/fences.py): a table or stage name that climbs out with `..` fails before anything
+is deleted.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from pipelines import __version__, storage
+from pipelines import __version__, fences, storage
 
 MANIFEST = "_SUCCESS.json"
 
@@ -46,12 +50,18 @@ class StageRun:
     started: float = field(default_factory=time.time)
     started_cpu: float = field(default_factory=time.process_time)
 
+    def __post_init__(self):
+        """Refuse a stage whose own folders would lie outside the run folder, before any use."""
+        self.table_location(self.primary_table)
+        fences.check_inside(storage.join(self.run_dir, "_work"), self.work_dir)
+
     @property
     def work_dir(self) -> str:
         return storage.join(self.run_dir, "_work", self.stage)
 
     def table_location(self, table: str) -> str:
-        return storage.join(self.run_dir, *table.split("/"))
+        """RUN/<table>; PathOutsideRunError when the name climbs out of the run folder."""
+        return fences.check_inside(self.run_dir, storage.join(self.run_dir, *table.split("/")))
 
     @property
     def manifest_location(self) -> str:
@@ -69,7 +79,7 @@ class StageRun:
         marker = storage.join(self.work_dir, "identity.json")
         if storage.exists(marker) and storage.read_json(marker) == self.identity:
             return True
-        storage.remove(self.work_dir)
+        storage.remove(self.work_dir, within=self.run_dir)
         storage.write_json_atomic(self.identity, marker)
         return False
 
@@ -79,11 +89,11 @@ class StageRun:
 
     def commit(self, outputs: dict[str, str], manifest: dict) -> dict:
         """Move each `table -> work location` into place, then write the manifest last."""
-        storage.remove(self.manifest_location)
+        finals = {table: self.table_location(table) for table in outputs}  # every name checked before a delete
+        storage.remove(self.manifest_location, within=self.run_dir)
         for table, location in outputs.items():
-            final = self.table_location(table)
-            storage.remove(final)
-            storage.move(location, final)
+            storage.remove(finals[table], within=self.run_dir)
+            storage.move(location, finals[table], within=self.run_dir)
         manifest = {
             "stage": self.stage,
             "identity": self.identity,
@@ -94,10 +104,10 @@ class StageRun:
         }
         manifest.setdefault("gpu_seconds", 0.0)
         storage.write_json_atomic(manifest, self.manifest_location)
-        storage.remove(self.work_dir)
+        storage.remove(self.work_dir, within=self.run_dir)
         work_root = storage.join(self.run_dir, "_work")
         if not storage.list_files(work_root, recursive=True):
-            storage.remove(work_root)  # no other stage is mid-way
+            storage.remove(work_root, within=self.run_dir)  # no other stage is mid-way
         return manifest
 
     def driver_cpu_seconds(self) -> float:

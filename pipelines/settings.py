@@ -4,8 +4,6 @@ from collections import Counter
 
 from pydantic import BaseModel, ConfigDict
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -4,6 +4,11 @@ Everything goes through pyarrow filesystems, so a stage reads and writes the sam
 laptop and on a cluster: pyarrow's own for local paths, s3:// and gs://, and fsspec's for
 any other scheme it knows (az://, hf://, memory://, ...). Credentials come from the
 environment (AWS_*, GOOGLE_*, AZURE_*), never from configs. A local path is returned absolute.
+
+`remove` and `move` given `within=RUN` refuse a path outside that run folder before touching
+anything (pipelines/fences.py). Atomic writes go to a temporary name unique to the process
+and thread, and on a local disk are fsynced (the file, then its folder after the rename), so
+a committed manifest survives a power cut as well as a kill.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ import json
 import os
 import posixpath
 import re
+import uuid
 from functools import lru_cache
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from pipelines import fences
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -75,8 +83,11 @@ def make_dirs(location: str) -> None:
     fs.create_dir(path, recursive=True)
 
 
-def remove(location: str) -> None:
-    """Delete a file or a folder tree; nothing happens when it is absent."""
+def remove(location: str, within: str | None = None) -> None:
+    """Delete a file or a folder tree; nothing happens when it is absent. With `within` (a run
+    folder), a location outside it raises fences.PathOutsideRunError instead."""
+    if within is not None:
+        fences.check_inside(within, location)
     fs, path = resolve(location)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.Directory:
@@ -85,8 +96,12 @@ def remove(location: str) -> None:
         fs.delete_file(path)
 
 
-def move(source: str, destination: str) -> None:
-    """Rename a file or folder (atomic on a local disk; copy-then-delete on object stores)."""
+def move(source: str, destination: str, within: str | None = None) -> None:
+    """Rename a file or folder (atomic on a local disk; copy-then-delete on object stores).
+    With `within` (a run folder), both ends must lie inside it."""
+    if within is not None:
+        fences.check_inside(within, source)
+        fences.check_inside(within, destination)
     fs, source_path = resolve(source)
     _, destination_path = resolve(destination)
     fs.create_dir(posixpath.dirname(destination_path), recursive=True)
@@ -221,7 +236,9 @@ class ParquetAppender:
             return
         self.writer.close()
         self.stream.close()  # the writer leaves a stream it was given open; S3 commits on close
+        _sync_file(self.fs, f"{self.path}.tmp")
         self.fs.move(f"{self.path}.tmp", self.path)
+        _sync_folder(self.fs, self.path)
 
 
 def _write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
@@ -230,9 +247,37 @@ def _write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
 
 
 def _write_atomic(location: str, write) -> None:
-    """Write to a sibling temporary name, then rename: readers never see half a file."""
+    """Write to a sibling temporary name, then rename: readers never see half a file. The name
+    is unique to this process and thread (threads of one actor write beside each other)."""
     fs, path = resolve(location)
     fs.create_dir(posixpath.dirname(path), recursive=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    write(fs, temporary)
-    fs.move(temporary, path)
+    temporary = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    try:
+        write(fs, temporary)
+        _sync_file(fs, temporary)
+        fs.move(temporary, path)
+    except BaseException:
+        if fs.get_file_info(temporary).type == pafs.FileType.File:
+            fs.delete_file(temporary)
+        raise
+    _sync_folder(fs, path)
+
+
+def _sync_file(fs: pafs.FileSystem, path: str) -> None:
+    """Flush a written local file to the disk (object stores are durable once a stream closes)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        _fsync(path, os.O_RDONLY)
+
+
+def _sync_folder(fs: pafs.FileSystem, path: str) -> None:
+    """Flush the folder entry a rename made, so the renamed file is there after a power cut."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        _fsync(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+
+
+def _fsync(path: str, flags: int) -> None:
+    descriptor = os.open(path, flags)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

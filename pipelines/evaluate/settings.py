@@ -7,10 +7,11 @@ from typing import Annotated, Literal
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from pipelines.evaluate.benchmarks import FORMATS
+from pipelines.fences import Name
 from pipelines.generate.settings import EngineConfig
 from pipelines.ingest.mathematics import DEFAULT_MODULES
 from pipelines.ingest.settings import Difficulty, Modules
-from pipelines.settings import NAME_PATTERN, Strict, repeated
+from pipelines.settings import Strict, repeated
 
 ARM_MODEL = "(each arm's model)"
 
@@ -19,7 +20,7 @@ class FileBenchmark(Strict):
     """A benchmark file: JSON Lines, JSON or Parquet, local or s3:// / gs://."""
 
     kind: Literal["file"] = "file"
-    name: str = Field(pattern=NAME_PATTERN)
+    name: Name
     path: str
     format: Literal[("auto", *FORMATS)] = "auto"  # type: ignore[valid-type]
     limit: int | None = Field(default=None, gt=0)  # first N questions; overrides the section's
@@ -31,7 +32,7 @@ class MathematicsBenchmark(Strict):
     `heldout_fraction` equal to the training source's: then no question can be in both."""
 
     kind: Literal["mathematics"]
-    name: str = Field(default="mathematics_heldout", pattern=NAME_PATTERN)
+    name: Name = "mathematics_heldout"
     rows: int = Field(gt=0)
     seed: int = 0
     modules: Modules = DEFAULT_MODULES
@@ -61,7 +62,7 @@ class EvaluateConfig(Strict):
     grading_workers: int = Field(default=2, gt=0)  # threads, each with its own math-verify process
     # Every arm is compared with `baseline` on the same questions (docs/evaluation.md). None: the arm
     # trained on a random selection where there is one, else the base model.
-    baseline: str | None = Field(default=None, pattern=NAME_PATTERN)
+    baseline: Name | None = None
     alpha: float = Field(default=0.05, gt=0, lt=1)  # significance level, after Holm over the comparisons
     resamples: int = Field(default=10_000, ge=100)  # paired bootstrap of each difference, seeded by `seed`
 

@@ -20,14 +20,12 @@ import pyarrow.parquet as pq
 
 import schemas
 import schemas.evaluate
-from pipelines import storage
+from pipelines import fences, storage
 from pipelines.evaluate import benchmarks, prompts, results
 from pipelines.evaluate.settings import EvaluateConfig, FileBenchmark
 from pipelines.models.loading import resolve
 from pipelines.progress import note
 from pipelines.runs import StageRun, stable_hash, stage_identity
-from pipelines.settings import NAME_PATTERN
-from pipelines.train.settings import RUN_PATTERN
 
 STAGE_VERSION = 1
 GRADER_VERSION = 2  # bump when grading rules change: outputs are re-graded, not re-generated (2: exact numbers)
@@ -89,13 +87,11 @@ def _answers(stage: StageRun, plan: dict, outputs: dict) -> dict:
 
 
 def _check_arms(arms: dict[str, str]) -> None:
-    import re
-
     if not arms:
         raise ValueError("evaluate: no arms given ({arm name: model reference})")
-    bad = [name for name in arms if not re.match(RUN_PATTERN, name)]
+    bad = [name for name in arms if not fences.is_run_name(name)]
     if bad:
-        raise ValueError(f"evaluate: arm names must match {NAME_PATTERN}, with @s<seed> for a seed's run; got {bad}")
+        raise ValueError(f"evaluate: arm names must be {fences.NAME_RULE}, with @s<seed> for a seed's run; got {bad}")
 
 
 def _present(spec) -> bool:

@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
+from pipelines.fences import Name
 from pipelines.ingest.mathematics import ALL_MODULES, DEFAULT_MODULES, DIFFICULTY_LEVELS
-from pipelines.settings import NAME_PATTERN, Strict, repeated
+from pipelines.settings import Strict, repeated
 
 FORMATS = ("auto", "openai", "sharegpt", "alpaca", "gsm8k", "math", "qa", "cft")
 
@@ -26,7 +27,7 @@ Difficulty = Literal[tuple(DIFFICULTY_LEVELS)]  # type: ignore[valid-type]
 
 class FileSource(Strict):
     kind: Literal["files"]
-    name: str = Field(pattern=NAME_PATTERN)
+    name: Name
     paths: list[str] = Field(min_length=1)  # files, folders, globs (** too), s3:// or gs:// URIs
     format: Literal[FORMATS] = "auto"  # type: ignore[valid-type]
     hf_splits: list[str] | None = None  # splits of a DatasetDict saved with save_to_disk
@@ -36,7 +37,7 @@ class FileSource(Strict):
 
 class MathematicsSource(Strict):
     kind: Literal["mathematics"]
-    name: str = Field(default="mathematics", pattern=NAME_PATTERN)
+    name: Name = "mathematics"
     rows: int = Field(gt=0)
     seed: int = 0
     modules: Modules = DEFAULT_MODULES

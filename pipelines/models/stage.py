@@ -71,7 +71,7 @@ def _checkpoint(run_dir: str, name: str, identity: tuple[dict, dict], message: s
         return finished
     stage.open_work()
     folder = storage.join(stage.work_dir, "checkpoint")
-    storage.remove(folder)  # a killed build starts over: it takes seconds
+    storage.remove(folder, within=run_dir)  # a killed build starts over: it takes seconds
     note(f"model {name}: {message}")
     write(folder)
     manifest = {**manifest, "rows_out": 0, "rows_rejected": 0, "cpu_seconds": round(stage.driver_cpu_seconds(), 3)}

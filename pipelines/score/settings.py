@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipelines.settings import NAME_PATTERN, Strict
+from pipelines.fences import Name
+from pipelines.settings import Strict
 from pipelines.train.settings import LoraSettings
 
 TEXTS = ("conversation", "prompt", "response", "json")
@@ -156,7 +157,7 @@ class LessScorer(Sampled):
 
     model: str  # the base model: a `models:` name, a checkpoint folder, or a hub name
     warmup: LessWarmup = LessWarmup()
-    targets: dict[str, LessTarget] = Field(min_length=1)  # name -> target set; `less` is the max over them
+    targets: dict[Name, LessTarget] = Field(min_length=1)  # name -> target set; `less` is the max over them
     dim: int = Field(default=8192, gt=0)  # random projection width
     seed: int = 0  # the projection's seed: every worker derives the same matrix from it
     max_length: int = Field(default=2048, gt=1)  # tokens of an example's gradient
@@ -166,15 +167,6 @@ class LessScorer(Sampled):
     cache_mb: int = Field(default=512, ge=0)  # projection chunks kept in memory between batches
     rows_per_call: int = Field(default=64, gt=0)
     rows_per_part: int = Field(default=10_000, gt=0)
-
-    @model_validator(mode="after")
-    def _target_names(self):
-        import re
-
-        for name in self.targets:
-            if not re.match(NAME_PATTERN, name):
-                raise ValueError(f"targets: name {name!r} must match {NAME_PATTERN}")
-        return self
 
 
 class ScoreConfig(Strict):

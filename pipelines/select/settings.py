@@ -22,7 +22,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.settings import NAME_PATTERN, Strict
+from pipelines.fences import Name
+from pipelines.settings import Strict
 
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "between", "in", "is_null", "not_null")
 ALLOCATIONS = ("global", "source_quotas", "clusters_equal", "clusters_proportional")
@@ -108,7 +109,7 @@ class KCenter(Greedy):
     """Greedy farthest-point selection (k-center) over the embedding table."""
 
     method: Literal["kcenter"]
-    start_from: str | None = Field(default=None, pattern=NAME_PATTERN)  # an earlier selection's rows seed it
+    start_from: Name | None = None  # an earlier selection's rows seed it
     dtype: Literal["float32", "float16"] = "float32"  # how the embeddings are held in memory
     device: Literal["auto", "cpu", "cuda"] = "auto"
     chunk_rows: int = Field(default=65_536, gt=0)  # rows a distance computation touches at a time
@@ -137,4 +138,4 @@ class Zip(Greedy):
 
 
 Selection = Annotated[Ranked | KCenter | Zip, Field(discriminator="method")]
-SelectConfig = dict[Annotated[str, Field(pattern=NAME_PATTERN)], Selection]
+SelectConfig = dict[Name, Selection]

@@ -21,10 +21,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pipelines.settings import NAME_PATTERN, Strict, repeated
-
-SEED_MARK = "@s"  # <arm>@s<seed>: NAME_PATTERN has no "@", so the arm's name is what precedes it
-RUN_PATTERN = NAME_PATTERN.removesuffix("$") + rf"(?:{SEED_MARK}\d+)?$"
+from pipelines.fences import SEED_MARK, Name, RunName
+from pipelines.settings import Strict, repeated
 
 
 def seeded_name(arm: str, seed: int) -> str:
@@ -180,19 +178,11 @@ class WarmupConfig(TrainRun):
 
 
 class TrainConfig(Strict):
-    arms: dict[str, ArmConfig] = {}
-    warmup: dict[str, WarmupConfig] = {}
+    arms: dict[RunName, ArmConfig] = {}  # RunName: a seed's run (<arm>@s<seed>) comes back re-validated
+    warmup: dict[Name, WarmupConfig] = {}
 
     @model_validator(mode="after")
     def _names(self):
-        import re
-
-        for name in self.warmup:
-            if not re.match(NAME_PATTERN, name):
-                raise ValueError(f"name {name!r} must match {NAME_PATTERN}")
-        for name in self.arms:  # a seed's run (<arm>@s<seed>) comes back here when a config is re-validated
-            if not re.match(RUN_PATTERN, name):
-                raise ValueError(f"name {name!r} must match {NAME_PATTERN}")
         shared = sorted(set(self.arms) & set(self.warmup))
         if shared:
             raise ValueError(f"names used by both arms and warmup: {shared} (both write models/<name>)")
