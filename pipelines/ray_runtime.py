@@ -17,12 +17,17 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pipelines import ray_processes, run_logs
 from pipelines.config import RayConfig
 
 CONNECT_SECONDS = 10
+LOOPBACK = "127.0.0.1"
+_EMBEDDED_TOKEN = secrets.token_hex(32)  # one per driver process: Ray caches the token it first reads
 _run: dict = {"run_dir": None, "address": None, "started_here": False, "watchdog": None, "record": None}
 
 
@@ -99,13 +104,16 @@ def _start_embedded(ray, config: RayConfig, logs: str | None) -> None:
     # An embedded Ray's workers inherit this environment: keep vLLM's per-request INFO
     # lines out of the stage progress (a user's own setting wins).
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    ray.init(
-        address="local",
-        num_cpus=config.num_cpus,
-        include_dashboard=False,
-        log_to_driver=True,
-        logging_level=logging.WARNING,
-    )
+    with _loopback_and_token(ray):
+        ray.init(
+            address="local",
+            num_cpus=config.num_cpus,
+            include_dashboard=False,
+            log_to_driver=True,
+            logging_level=logging.WARNING,
+        )
+    if (node_ip := ray.util.get_node_ip_address()) != LOOPBACK:
+        run_logs.say(f"ray: warning: the embedded Ray listens on {node_ip}, not only {LOOPBACK} (its token guards it)")
     _run["started_here"] = _run["run_dir"] is not None  # a command's own Ray, ended by `shutdown`
     cpus = int(ray.cluster_resources().get("CPU", 0))
     if logs is None:
@@ -116,6 +124,33 @@ def _start_embedded(ray, config: RayConfig, logs: str | None) -> None:
     ray_processes.record(record, _run["watchdog"].pid)
     _run["record"] = record
     run_logs.say(f"ray: an embedded Ray of this run's own ({cpus} CPUs; --address for another); its output in {logs}")
+
+
+@contextmanager
+def _loopback_and_token(ray) -> Iterator[None]:
+    """While an embedded Ray starts: its node address is 127.0.0.1, so every Ray server binds
+    there (Ray uses the machine's address on Linux, and turns a given 127.0.0.1 into it), and
+    token authentication is on with this process's token. Its processes take the token from
+    the environment they start with; afterwards the environment is as it was, so no later
+    subprocess (a `ray job submit` to another cluster, vllm serve) inherits it."""
+    from ray._private import ray_constants
+    from ray._raylet import Config
+
+    saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = _EMBEDDED_TOKEN
+    Config.initialize("")  # Ray caches the mode read at import; this is how Ray itself turns token mode on
+    ray_constants.ENABLE_RAY_CLUSTER = False  # False: the node address is the loopback address
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _send_worker_output_to(workers: logging.Logger) -> None:
