@@ -14,6 +14,7 @@ import subprocess
 
 import pytest
 import yaml
+from ray.dashboard.consts import RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES_ENV_VAR
 
 from pipelines import config as experiment_config
 from ray_jobs import run
@@ -23,6 +24,7 @@ OVERLAYS = ["overlays/cpu", "overlays/gpu"]
 TARGETS = ["base", *OVERLAYS]
 PINNED_IMAGE = re.compile(r"^[\w.-]+(:\d+)?(/[\w.-]+)+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$")
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+STORAGE_SECRET, API_KEYS_SECRET = "winnow-storage", "winnow-api-keys"
 
 
 def renderer() -> list[str] | None:
@@ -77,7 +79,8 @@ def containers(rayjob: dict) -> list[tuple[str, dict]]:
 def test_each_target_renders_a_rayjob_with_its_config_account_and_dashboard(rendered, target):
     objects = rendered[target]
     kinds = sorted((o["apiVersion"], o["kind"]) for o in objects)
-    assert kinds == [("ray.io/v1", "RayJob"), ("v1", "ConfigMap"), ("v1", "Service"), ("v1", "ServiceAccount")]
+    core = [("v1", "ConfigMap"), ("v1", "Service"), ("v1", "ServiceAccount")]
+    assert kinds == [*[("networking.k8s.io/v1", "NetworkPolicy")] * 2, ("ray.io/v1", "RayJob"), *core]
     suffix = "" if target == "base" else "-" + target.split("/")[1]
     assert one(objects, "RayJob")["metadata"]["name"] == f"winnow{suffix}"
     for o in objects:
@@ -141,6 +144,7 @@ def test_every_pod_runs_as_non_root_unprivileged(rendered, target):
         assert context["allowPrivilegeEscalation"] is False, name
         assert context["capabilities"]["drop"] == ["ALL"] and not context["capabilities"].get("add"), name
         assert context.get("runAsUser", 1000) != 0, name
+        assert context["readOnlyRootFilesystem"] is True, name  # scratch volumes: tests/test_k8s_fences.py
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -182,14 +186,33 @@ def test_secrets_are_referenced_never_inlined(rendered, target):
         for env in c.get("env", []):
             if any(word in env["name"].upper() for word in SECRET_WORDS):
                 assert "value" not in env, f"{name}: {env['name']} has a literal value"
-        if name.startswith(("head", "worker")):
-            assert {"name": "winnow-secrets", "optional": True} in [e.get("secretRef") for e in c["envFrom"]], name
     runtime_env = yaml.safe_load(rayjob["spec"]["runtimeEnvYAML"])
     assert not [n for n in runtime_env.get("env_vars", {}) if any(w in n.upper() for w in SECRET_WORDS)]
     for configmap in (o for o in objects if o["kind"] == "ConfigMap"):
         assert not re.search(
             r"(?i)(api_key|secret_access_key|password)\s*:\s*\S", "\n".join(configmap["data"].values())
         )
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_storage_credentials_reach_every_ray_pod_and_api_keys_the_head_alone(rendered, target):
+    rayjob = one(rendered[target], "RayJob")
+    wanted = {"head": {STORAGE_SECRET, API_KEYS_SECRET}, "worker": {STORAGE_SECRET}}
+    for name, c in containers(rayjob):
+        references = [source["secretRef"] for source in c.get("envFrom", []) if "secretRef" in source]
+        assert all(reference.get("optional") is True for reference in references), name
+        assert {reference["name"] for reference in references} == wanted.get(name.split("/")[0], set()), name
+        assert not [e for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})], name
+    for role, template in pod_templates(rayjob).items():
+        assert not [v for v in template["spec"].get("volumes", []) if "secret" in v], role
+    autoscaler = rayjob["spec"]["rayClusterSpec"]["autoscalerOptions"]
+    assert not autoscaler.get("envFrom") and not autoscaler.get("env")
+    # The keys are where the job's driver (the openai engine) runs: Ray puts it on the head
+    # unless the job asks entrypoint resources or allows worker nodes.
+    assert not [field for field in rayjob["spec"] if field.startswith("entrypoint") and field != "entrypoint"]
+    head_env = [e["name"] for e in pod_templates(rayjob)["head"]["spec"]["containers"][0].get("env", [])]
+    runtime_env = yaml.safe_load(rayjob["spec"]["runtimeEnvYAML"])
+    assert RAY_JOB_ALLOW_DRIVER_ON_WORKER_NODES_ENV_VAR not in [*head_env, *runtime_env["env_vars"]]
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -218,8 +241,7 @@ def test_names_inside_the_rayjob_resolve_to_rendered_objects(rendered, target):
         for volume in spec.get("volumes", []):
             if "configMap" in volume:  # the generated name, hash suffix included
                 assert ("ConfigMap", volume["configMap"]["name"]) in names, role
-        # Only the head, whose autoscaler sidecar calls the API server, mounts a token.
-        assert spec.get("automountServiceAccountToken", False) == (role == "head"), role
+        assert spec["automountServiceAccountToken"] is False, role  # the autoscaler's token: test_k8s_fences
     assert one(objects, "ServiceAccount")["automountServiceAccountToken"] is False
 
 
