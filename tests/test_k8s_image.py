@@ -97,3 +97,31 @@ def test_the_lock_keeps_constraints_pins_except_the_cpu_builds():
     for requirement in project["dependencies"] + project["optional-dependencies"]["gpu"]:
         name = tool.normalize(re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0])
         assert name in gpu, f"{name} is missing from the lock: re-run k8s/image/lock_gpu.py"
+
+
+def test_the_project_folder_is_root_owned_and_read_only_to_the_user_that_runs_it():
+    """Follows the Dockerfile's USER through its steps: the base image runs as `ray` (uid 1000)."""
+    user, workdir, project = "ray", None, "/home/ray/winnow"
+    made_by, copied, installed, locked, checked = None, [], [], [], False
+    for step, (instruction, args) in enumerate(instructions()):
+        as_root = user in ("root", "0")
+        if instruction == "USER":
+            user = args.split(":")[0]
+        elif instruction == "WORKDIR":
+            workdir = args
+            assert made_by is not None, f"WORKDIR {args} would create the folder as {user}"
+        elif instruction == "RUN" and re.search(rf"(mkdir|install -d)\b.*{project}", args):
+            made_by = "root" if (as_root and "-o" not in args) or re.search(r"-o (root|0)\b", args) else user
+        elif instruction == "COPY" and workdir == project:
+            assert re.search(r"--chown=(root|0):(root|0)\b", args), f"COPY {args}: not given to root"
+            copied.append(step)
+        elif instruction == "RUN" and workdir == project and re.search(r"pip install .*-e \.|compileall", args):
+            assert as_root, f"RUN {args}: writes into the project folder as {user}"
+            installed.append(step)
+        if instruction == "RUN" and as_root and re.search(rf"chmod -R a-w ({project}|\.)(\s|$)", args):
+            locked.append(step)
+        if instruction == "RUN" and not as_root and re.search(rf"test ! -w {project}\b", args):
+            checked = True  # the build itself fails if the runtime user can write the project
+    assert made_by == "root", f"{project} is made by {made_by}"
+    assert locked and locked[-1] >= max(copied + installed), "chmod -R a-w must follow every COPY and install"
+    assert user not in ("root", "0") and checked
