@@ -20,9 +20,10 @@ from pipelines import views
 from pipelines.report import comparisons, results
 
 TEXT_CHARS = 300  # the cut the evidence_*.sql queries make, kept for the question text
-STYLE = (
-    "<style>.evidence td { vertical-align: top; text-align: left; white-space: pre-wrap;"
-    " overflow-wrap: anywhere; max-width: 28rem; } .evidence summary { cursor: pointer; margin: 0.4rem 0; }</style>"
+STYLE = (  # long unbroken text wraps anywhere; short cells (ids) keep a width that holds them whole
+    "<style>.evidence th, .evidence td { text-align: left; vertical-align: top; }"
+    " .evidence td { white-space: pre-wrap; overflow-wrap: anywhere; min-width: 4rem; max-width: 28rem; }"
+    " .evidence summary { cursor: pointer; margin: 0.4rem 0; }</style>"
 )
 NOTE = (
     '<p class="note">The rows behind the numbers, a few of each, drawn in a seeded md5 order of their id: '
