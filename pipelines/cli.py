@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipelines import config as config_module
-from pipelines import experiment, failures, ray_runtime, run_logs, storage, views
+from pipelines import experiment, failures, ray_runtime, run_lock, run_logs, storage, views
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Score, select and train on instruction data, on Ray."
@@ -193,7 +193,8 @@ def report(run: str = typer.Argument(..., help="A run folder.")):
 
     with _reported(lambda: "report"):
         _open_logs(run, ["winnow", *sys.argv[1:]])
-        report_stage.build(run)
+        with run_lock.held(run):  # it writes RUN/report and RUN/results
+            report_stage.build(run)
 
 
 @app.command()

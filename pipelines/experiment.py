@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pipelines import storage
+from pipelines import run_lock, storage
 from pipelines.config import ExperimentConfig
 from pipelines.critique import stage as critique_stage
 from pipelines.evaluate import stage as evaluate_stage
@@ -46,9 +46,10 @@ def run(config: ExperimentConfig, only: list[str] | None = None) -> dict[str, di
     if unknown:
         raise ValueError(f"unknown stages {unknown}; stages: {', '.join(STAGES)}")
     manifests: dict[str, dict] = {}
-    for name, stage in STAGES.items():
-        if not only or name in only:
-            running["stage"] = name
-            manifests.update(stage(config))
+    with run_lock.held(config.run_dir):  # one run at a time in a run folder (pipelines/run_lock.py)
+        for name, stage in STAGES.items():
+            if not only or name in only:
+                running["stage"] = name
+                manifests.update(stage(config))
     running["stage"] = None
     return manifests
