@@ -50,10 +50,32 @@ def read_state(folder: str) -> dict:
     return json.loads((Path(folder) / STATE_DIR / "state.json").read_text())
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that is not plain tensors and containers (it could run code when read)."""
+
+
 def read_optimizer(folder: str) -> dict:
+    """The optimizer and scheduler states, read with torch's weights-only unpickler.
+
+    A file in a run folder is data: unpickling it in full would run whatever code it names,
+    so only tensors and plain containers are read (the states `write` saves are nothing else)."""
+    import pickle
+
     import torch
 
-    return torch.load(Path(folder) / STATE_DIR / "optimizer.pt", map_location="cpu", weights_only=False)
+    path = Path(folder) / STATE_DIR / "optimizer.pt"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path}: holds more than tensors and plain containers; refusing to unpickle it ({_refused(error)})"
+        ) from None
+
+
+def _refused(error: Exception) -> str:
+    """The line of torch's long message that names what was refused (e.g. "GLOBAL posix.system")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return next((line for line in lines if "GLOBAL" in line.upper()), lines[0] if lines else "not weights-only")
 
 
 def is_adapter(folder: str) -> bool:

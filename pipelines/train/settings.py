@@ -23,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pipelines.fences import SEED_MARK, Name, RunName
 from pipelines.settings import Strict, repeated
+from pipelines.train import validate
 
 
 def seeded_name(arm: str, seed: int) -> str:
@@ -80,7 +81,8 @@ class SelectCheckpoint(Strict):
 
     `validation` is a callable "module:function" run by Ray Train on every checkpoint it saves
     (`fn(checkpoint, **validation_kwargs) -> {metric: value}`, see pipelines/train/validate.py);
-    None uses the built-in held-out loss, which reports `val_loss`.
+    None uses the built-in held-out loss, which reports `val_loss`. Its module must be one of
+    the project's (`pipelines.*`) or listed in `train.allow_validation_modules`.
     """
 
     metric: str = "val_loss"
@@ -180,6 +182,29 @@ class WarmupConfig(TrainRun):
 class TrainConfig(Strict):
     arms: dict[RunName, ArmConfig] = {}  # RunName: a seed's run (<arm>@s<seed>) comes back re-validated
     warmup: dict[Name, WarmupConfig] = {}
+    # modules besides pipelines.* whose functions a `select_checkpoint.validation` may name
+    allow_validation_modules: list[str] = []
+
+    @field_validator("allow_validation_modules")
+    @classmethod
+    def _allowed_modules(cls, modules: list[str]) -> list[str]:
+        for module in modules:
+            validate.check_allowed_module(module)
+        return modules
+
+    @model_validator(mode="after")
+    def _validation_callables(self):
+        """A validation callable names code that runs: only from the modules allowed."""
+        for section, runs in (("arms", self.arms), ("warmup", self.warmup)):
+            for name, run in runs.items():
+                reference = run.select_checkpoint.validation if run.select_checkpoint else None
+                if reference is None:
+                    continue
+                try:
+                    validate.check_reference(reference, self.allow_validation_modules)
+                except ValueError as error:
+                    raise ValueError(f"{section}.{name}.select_checkpoint.validation: {error}") from None
+        return self
 
     @model_validator(mode="after")
     def _names(self):
@@ -204,7 +229,9 @@ class TrainConfig(Strict):
             for seed in arm.seeds or [None]:
                 run = arm if seed is None else arm.model_copy(update={"seed": seed, "seeds": None})
                 arms[name if seed is None else seeded_name(name, seed)] = run
-        return handler({"arms": arms, "warmup": config.warmup})
+        return handler(
+            {"arms": arms, "warmup": config.warmup, "allow_validation_modules": config.allow_validation_modules}
+        )
 
 
 def resolve(run: TrainRun) -> dict:
