@@ -127,11 +127,29 @@ def manifests(run_dir: str) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+def _spill_folder() -> str:
+    """This process's private folder (0700) under the system's temporary folder for DuckDB's
+    spills, removed at exit. DuckDB's default, `.tmp` in the working directory, litters the
+    user's folder and fails where the code folder is read-only (the k8s image)."""
+    if _spill["folder"] is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        _spill["folder"] = tempfile.mkdtemp(prefix="winnow-duckdb-")
+        atexit.register(shutil.rmtree, _spill["folder"], ignore_errors=True)
+    return _spill["folder"]
+
+
+_spill: dict = {"folder": None}
+
+
 def duckdb_connection(keep_order: bool = True) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that spills to disk rather than growing past 2 GB; without
     `keep_order`, results may stream out of order, which lets big queries use less memory."""
     connection = duckdb.connect()
     connection.execute("SET memory_limit = '2GB'")
+    connection.execute("SET temp_directory = $folder", {"folder": _spill_folder()})
     if not keep_order:
         connection.execute("SET preserve_insertion_order = false")
     return connection
