@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 
+from pipelines.report import evidence
 from pipelines.report.stats import format_accuracy, format_difference, format_p
 
 STYLE = """
@@ -173,5 +174,5 @@ comparison in this table.</p>
 <h2>Plots</h2>
 {"".join(figures)}
 {absent_html}
-</body></html>
+{evidence.section(run_dir)}</body></html>
 """
