@@ -200,11 +200,12 @@ def report(run: str = typer.Argument(..., help="A run folder.")):
 @app.command()
 def compare(
     run: str = typer.Argument(..., help="A run folder."),
-    arm_a: str = typer.Argument(..., help="An arm (its seeds pooled) or one run, e.g. sft_random@s1."),
-    arm_b: str = typer.Argument(..., help="The arm to compare it with."),
+    arm_a: str = typer.Argument(..., help="Any arm (base models too; all its seeds) or one run, e.g. sft_random@s1."),
+    arm_b: str = typer.Argument(..., help="The arm or run to compare it with."),
 ):
-    """Paired comparison of two arms on the same questions: accuracies with 95% intervals,
-    the difference with its bootstrap interval, the exact McNemar p and the verdict."""
+    """Paired comparison of any two arms on the same questions, each question counted once:
+    accuracies with 95% intervals, the difference with its interval (seeds and questions when
+    both arms have seeds), the exact paired sign-flip p and the verdict."""
     from pipelines.report import compare as comparing
 
     try:

@@ -6,6 +6,8 @@ Two benchmarks of 20 questions. Which questions each run gets right (q00 ... q19
   gsm8k:    base-tiny q0-1 | sft_random@s0 q0-3, @s1 q0-5 | sft_top q0-15 | cft q0-4
   math-500: base-tiny none | sft_random@s0 q0-1, @s1 q2-3 | sft_top q0-2  | cft none
 sft_random trains on the `random` selection, so it is the baseline (with two seeds).
+`make_run(folder, right=RIGHT_SEEDED)` gives sft_top a second seed (gsm8k q0-11, math-500
+q0-2), so two arms have two seeds each.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ RIGHT = {  # run -> benchmark -> indices answered right
     "sft_top": {"gsm8k": range(16), "math-500": range(3)},
     "cft": {"gsm8k": range(5), "math-500": range(0)},
 }
+RIGHT_SEEDED = {
+    **{run: benchmarks for run, benchmarks in RIGHT.items() if run != "sft_top"},
+    "sft_top@s0": RIGHT["sft_top"],
+    "sft_top@s1": {"gsm8k": range(12), "math-500": range(3)},
+}
 TRAINED = {  # run -> (data, wall seconds, cpu seconds)
     "sft_random@s0": ("selection:random", 100.0, 360.0),
     "sft_random@s1": ("selection:random", 120.0, 720.0),
@@ -45,12 +52,13 @@ def table(folder, name: str, data: dict, schema: pa.Schema, manifest: dict | Non
         (folder / name / "_SUCCESS.json").write_text(json.dumps(document))
 
 
-def correct(run: str, benchmark: str) -> list[bool]:
-    return [index in RIGHT[run][benchmark] for index in range(QUESTIONS)]
+def correct(run: str, benchmark: str, right: dict = RIGHT) -> list[bool]:
+    return [index in right[run][benchmark] for index in range(QUESTIONS)]
 
 
-def make_run(folder, baseline: str | None = None) -> None:
-    """Write the run into `folder`; `baseline` is what the evaluate stage recorded (None: its default)."""
+def make_run(folder, baseline: str | None = None, right: dict = RIGHT) -> None:
+    """Write the run into `folder`; `baseline` is what the evaluate stage recorded (None: its
+    default); `right`: which questions each run gets right (RIGHT or RIGHT_SEEDED)."""
     rng = np.random.default_rng(0)
     ids = [f"r{i:03d}" for i in range(200)]
     messages = [[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]] * 200
@@ -70,7 +78,8 @@ def make_run(folder, baseline: str | None = None) -> None:
     ):
         table(folder, f"selections/{name}", {"id": chosen, "rank": list(range(1, 51))}, schemas.SCHEMAS["selections"],
               {"wall_seconds": 1.0, "cpu_seconds": 36.0, "inputs": inputs, "method": name})  # fmt: skip
-    for run, (data, wall, cpu) in TRAINED.items():
+    trained = {run: TRAINED.get(run) or TRAINED[run.split("@")[0]] for run in right if run != "base-tiny"}
+    for run, (data, wall, cpu) in trained.items():
         steps = np.arange(1, 11, dtype=np.int32)
         metrics = {"step": steps, "epoch": np.zeros(10, np.int32), "loss": 3 - 0.1 * steps, "lr": [1e-5] * 10,
                    "tokens": [1000] * 10, "loss_tokens": [500] * 10, "seconds": [1.0] * 10,
@@ -82,18 +91,18 @@ def make_run(folder, baseline: str | None = None) -> None:
     table(
         folder, "cft", {"id": ["c"], "messages": [messages[0]]}, schemas.SCHEMAS["train_data"], {"wall_seconds": 40.0}
     )
-    _evaluation(folder, baseline)
+    _evaluation(folder, baseline, right)
 
 
-def _evaluation(folder, baseline: str | None) -> None:
+def _evaluation(folder, baseline: str | None, right: dict) -> None:
     """eval/<RUN>/<BENCH> tables, and eval_summary as the evaluate stage writes it."""
     section = EvaluateConfig.model_validate(
         {"benchmarks": [{"kind": "mathematics", "rows": QUESTIONS}], "engine": {"kind": "vllm"}, "baseline": baseline}
     )
     summary, answers = [], {}
-    for run, benchmarks in RIGHT.items():
+    for run, benchmarks in right.items():
         for benchmark in benchmarks:
-            graded = correct(run, benchmark)
+            graded = correct(run, benchmark, right)
             question_ids = [f"q{i:02d}" for i in range(QUESTIONS)]
             rows = {"question_id": question_ids, "prompt": ["[]"] * QUESTIONS, "output": ["\\boxed{1}"] * QUESTIONS,
                     "extracted": ["1"] * QUESTIONS, "gold": ["1" if ok else "2" for ok in graded], "correct": graded,

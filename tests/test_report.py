@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.report import page, plots, stage, stats
+from pipelines.report import comparisons, page, plots, stage, stats
 from tests.report_runs import make_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -54,8 +54,12 @@ def test_seeds_are_pooled_into_their_arm_s_row(run_dir):
     random = rows[("sft_random", "gsm8k")]  # seed 0: 4/20, seed 1: 6/20
     assert (random["n"], random["runs"], random["correct"]) == (20, 2, 10)
     assert random["accuracy"] == pytest.approx(0.25) and random["accuracy_seed_sd"] == pytest.approx(stdev([0.2, 0.3]))
-    assert (random["accuracy_low"], random["accuracy_high"]) == pytest.approx(stats.wilson(10, 40))
-    assert rows[("sft_top", "gsm8k")]["accuracy_seed_sd"] is None
+    # 20 questions answered twice, not 40 trials: the two-level bootstrap, at least Wilson at n = 20
+    seeds = np.array([[i < 4 for i in range(20)], [i < 6 for i in range(20)]], dtype=float)
+    assert (random["accuracy_low"], random["accuracy_high"]) == pytest.approx(stats.accuracy_interval(seeds))
+    assert random["accuracy_low"] <= stats.wilson(5, 20)[0] and random["accuracy_high"] >= stats.wilson(5, 20)[1]
+    top = rows[("sft_top", "gsm8k")]
+    assert top["accuracy_seed_sd"] is None and (top["accuracy_low"], top["accuracy_high"]) == stats.wilson(16, 20)
 
 
 def test_every_arm_is_compared_with_the_random_arm_by_hand(run_dir):
@@ -64,20 +68,25 @@ def test_every_arm_is_compared_with_the_random_arm_by_hand(run_dir):
     assert {row["baseline"] for row in rows.values()} == {"sft_random"}  # trained on the random selection
     random = rows[("sft_random", "gsm8k")]
     assert random["verdict"] == "the baseline" and random["p_value"] is None
-    # gsm8k: sft_top q0-15 against seed 0 (q0-3) and seed 1 (q0-5): 12 + 10 pairs only sft_top got right
+    # gsm8k: sft_top q0-15 against the seeds' means (q0-3: 1, q4-5: 1/2, q6-19: 0). d_q x 2:
+    # 1, 1 and ten 2s, all one way: only the all-plus and all-minus flips reach it, p = 2 / 2^12
     top = rows[("sft_top", "gsm8k")]
-    assert top["difference"] == pytest.approx(0.8 - 0.25) and top["p_value"] == pytest.approx(2 * 0.5**22)
+    assert top["difference"] == pytest.approx(0.8 - 0.25) and top["p_value"] == pytest.approx(2 / 2**12)
     assert top["difference_low"] > 0 and top["significant"]
-    # base-tiny q0-1 against the two seeds: 2 + 4 pairs only the baseline got right; p = 2 / 2^6
+    # base-tiny q0-1: d_q x 2 = -2, -2 (q2, q3), -1, -1 (q4, q5): again all one way, p = 2 / 2^4
     base = rows[("base-tiny", "gsm8k")]
-    assert base["p_value"] == pytest.approx(2 * 0.5**6) and base["difference_high"] < 0
-    # six comparisons; Holm: 0.03125 is the 2nd smallest, x5
-    assert base["p_holm"] == pytest.approx(5 * 2 * 0.5**6) and not base["significant"]
-    assert base["verdict"] == "no significant difference from sft_random (p = 0.031; Holm over 6: 0.16)"
-    assert top["verdict"] == "better than sft_random (p < 0.0001; Holm over 6: < 0.0001)"
-    # sft_top on math-500 (q0-2) against q0-1 and q2-3: only_a 1 + 2, only_b 1; p = 2 (1 + 4) / 16
+    assert base["p_value"] == pytest.approx(2 / 2**4) and base["difference_high"] < 0
+    # six comparisons; Holm: 0.125 is the 2nd smallest (with three more), x5
+    assert base["p_holm"] == pytest.approx(5 / 8) and not base["significant"]
+    assert base["verdict"] == (
+        "no significant difference from sft_random (p = 0.12; Holm over 6: 0.62); 4 of 20 questions differ"
+        " (0 ahead, 4 behind); ignores training noise (a single-seed arm); sft_random's 2 seeds: sd 7.1 points,"
+        " 20.0 to 30.0%"
+    )
+    assert top["verdict"].startswith("better than sft_random (p = 0.00049; Holm over 6: 0.0029); 12 of 20")
+    # sft_top on math-500 (q0-2) against q0-3 at 1/2: d_q x 2 = 1, 1, 1, -1; p = P(|S| >= 2) = 10/16
     assert rows[("sft_top", "math-500")]["p_value"] == pytest.approx(0.625)
-    cft = rows[("cft", "gsm8k")]  # q0-4 against q0-3 and q0-5: one pair each way, no difference
+    cft = rows[("cft", "gsm8k")]  # q0-4 against q0-3 and q0-5: q4 +1/2, q5 -1/2, no difference
     assert (cft["difference"], cft["p_value"], cft["difference_low"] <= 0 <= cft["difference_high"]) == (0, 1.0, True)
     detectable = rows[("sft_random", "gsm8k")]["detectable_difference"]
     assert detectable == pytest.approx(stats.detectable_difference(20, 0.25, 0.05 / 6))
@@ -88,10 +97,11 @@ def test_the_baseline_the_evaluate_stage_recorded_is_used(tmp_path):
     stage.build(str(tmp_path))
     rows = result_rows(tmp_path)
     assert {row["baseline"] for row in rows.values()} == {"base-tiny"}
-    # the same pairs as base-tiny against sft_random, seen from the other side
-    assert rows[("sft_random", "gsm8k")]["p_value"] == pytest.approx(2 * 0.5**6)
+    # the same questions as base-tiny against sft_random, seen from the other side
+    assert rows[("sft_random", "gsm8k")]["p_value"] == pytest.approx(2 / 2**4)
     summary = {(r["arm"], r["benchmark"]): r for r in pq.read_table(tmp_path / "eval_summary").to_pylist()}
-    assert summary[("sft_random@s0", "gsm8k")]["p_value"] == pytest.approx(2 * 0.5**2)  # one seed alone: 2 pairs
+    seed = summary[("sft_random@s0", "gsm8k")]  # one seed alone (q0-3) against q0-1: McNemar 2 against 0
+    assert seed["p_value"] == pytest.approx(2 * 0.5**2) and "one seed each" in seed["verdict"]
 
 
 def test_the_page_states_what_the_run_can_conclude_and_bolds_only_a_significant_best(run_dir):
@@ -104,7 +114,7 @@ def test_the_page_states_what_the_run_can_conclude_and_bolds_only_a_significant_
     d = stats.detectable_difference(20, 0.25, 0.05 / 6)
     assert f"about {100 * d:.0f} points on gsm8k" in conclusion
     best = re.findall(r'<td class="best">(.*?)</td>', document)
-    assert best == [stats.format_accuracy(0.8, *stats.wilson(16, 20))]  # sft_top on gsm8k, nothing else
+    assert best == [comparisons.format_accuracy(0.8, *stats.wilson(16, 20))]  # sft_top on gsm8k, nothing else
     assert "(n = 20)" in document and "CPU-hours" in document
     comparison = document[document.index("Compared with the baseline") :]
     first_cells = re.findall(r"<tr><td[^>]*>(.*?)</td>", comparison)
@@ -168,7 +178,7 @@ def test_the_page_renders_in_headless_chromium(run_dir, tmp_path):
         browser.close()
     assert [name for name, *_ in images] == list(stage.PLOTS)
     assert all(complete and width > 300 for _, complete, width in images)
-    assert "base-tiny" in cells and stats.format_accuracy(0.8, *stats.wilson(16, 20)) in cells
+    assert "base-tiny" in cells and comparisons.format_accuracy(0.8, *stats.wilson(16, 20)) in cells
     from PIL import Image
 
     shot = np.asarray(Image.open(tmp_path / "report.png").convert("L"))

@@ -9,7 +9,7 @@ import base64
 import html
 
 from pipelines.report import evidence
-from pipelines.report.stats import format_accuracy, format_difference, format_p
+from pipelines.report.comparisons import format_accuracy, format_difference, format_p
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
@@ -59,16 +59,17 @@ def conclusion(rows: list[dict], alpha: float) -> str:
     ]
     power = (
         f"With {n_text}, it detects a change from {baseline} of about {' and '.join(detectable)} with 80% power "
-        f"(alpha {alpha:g} split {len(tested)} ways for Holm; as if unpaired, which pairing can only improve): "
-        "smaller differences may be real, but this run cannot show them. "
+        f"(alpha {alpha:g} split {len(tested)} ways for Holm; for one model per arm on those questions, as two "
+        "independent samples: pairing can only do better, training noise makes it worse): smaller differences "
+        "may be real, but this run cannot show them. "
     )
     significant = [row for row in tested if row["significant"]]
     if not tested:
         return power + "It has no arm besides the baseline, so it compares nothing."
     if not significant:
         return power + (
-            f"No arm differs significantly from {baseline} on any benchmark (exact McNemar, Holm over "
-            f"{len(tested)} comparisons, alpha {alpha:g}), so it cannot tell these arms apart."
+            f"No arm differs significantly from {baseline} on any benchmark (paired sign-flip test on the questions, "
+            f"Holm over {len(tested)} comparisons, alpha {alpha:g}), so it cannot tell these arms apart."
         )
     found = "; ".join(
         f"{row['arm']} is {'better' if row['difference'] > 0 else 'worse'} on {row['benchmark']} "
@@ -121,7 +122,7 @@ def comparison_table(rows: list[dict]) -> str:
     lines = [
         "<table><tr><th>verdict</th><th>arm</th><th>benchmark</th><th>n</th><th>accuracy % [95% CI]</th>"
         f"<th>{html.escape(baseline)} % [95% CI]</th><th>difference, points [95% CI]</th>"
-        "<th>p (McNemar)</th><th>p (Holm)</th></tr>"
+        "<th>p (sign-flip)</th><th>p (Holm)</th></tr>"
     ]
     for row in sorted(tested, key=lambda r: (r["benchmark"], r["p_holm"], r["arm"])):
         reference = base.get(row["benchmark"])
@@ -137,9 +138,14 @@ def comparison_table(rows: list[dict]) -> str:
             f"<td>{format_accuracy(row['accuracy'], row['accuracy_low'], row['accuracy_high'])}</td>"
             f"<td>{reference_text}</td>"
             f"<td>{format_difference(row['difference'], row['difference_low'], row['difference_high'])}</td>"
-            f"<td>{row['p_value']:.3g}</td><td>{row['p_holm']:.3g}</td></tr>"
+            f"<td>{_p(row['p_value'])}</td><td>{_p(row['p_holm'])}</td></tr>"
         )
     return "\n".join(lines) + "</table>"
+
+
+def _p(p: float) -> str:
+    """A p-value for a table cell: three significant digits, never 0 ("< 0.0001" below)."""
+    return "&lt; 0.0001" if p < 0.0001 else f"{p:.3g}"
 
 
 def figure(name: str, png: bytes, caption: str) -> str:
@@ -159,17 +165,22 @@ def page(title: str, run_dir: str, sections: dict[str, str], figures: list[str],
 <body>
 <h1>{html.escape(title)}</h1>
 <p class="conclusion">{html.escape(sections["conclusion"])}</p>
-<p class="note">Run folder: <code>{html.escape(run_dir)}</code>. Accuracy in % with its 95% Wilson interval
-[low, high], n questions per benchmark (an arm with seeds: the mean over its seeds, the interval over every
-seed's answers, and the seeds' standard deviation). Bold marks an arm only where it is significantly best:
-better than every other arm by an exact McNemar test after Holm, alpha {html.escape(sections["alpha"])}.
+<p class="note">Run folder: <code>{html.escape(run_dir)}</code>. Accuracy in % with its 95% interval
+[low, high], n questions per benchmark: the Wilson interval for one run; an arm with seeds gives the mean over
+its seeds, an interval from a two-level bootstrap (seeds, then questions: training noise is in it) and the
+seeds' standard deviation. Bold marks an arm only where it is significantly best: better than every other arm
+by the verdict rule below after Holm, alpha {html.escape(sections["alpha"])}.
 Compute is the wall seconds spent making each arm's data and training one model, beside its CPU- and GPU-hours.</p>
 <h2>Results</h2>
 {sections["results"]}
 <h2>Compared with the baseline</h2>
-<p class="note">Differences are paired (the same questions), with a 95% paired bootstrap interval; p is the
-exact McNemar test on the questions one arm got right and the other wrong, Holm-adjusted over every
-comparison in this table.</p>
+<p class="note">The unit is the question, each counted once: an arm's answers are averaged per question over
+its seeds, and the difference is paired (the same questions). p is the exact paired sign-flip test of the
+per-question differences (with one seed each it is the exact McNemar test), Holm-adjusted over every comparison
+in this table. Where both arms have 2 or more seeds, the interval comes from a two-level bootstrap (seeds within
+each arm, then questions), a difference is significant only if that interval also excludes 0, and the verdict
+says whether seeds or questions dominate the noise; otherwise the interval resamples questions only and the
+verdict says it ignores training noise, beside the seed spread there is to see.</p>
 {sections["comparison"]}
 <h2>Plots</h2>
 {"".join(figures)}

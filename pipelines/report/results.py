@@ -110,9 +110,9 @@ def results(connection) -> pa.Table:
     return pa.Table.from_pylist([{**row, **info[row["arm"]]} for row in rows], schema=schemas.SCHEMAS["results"])
 
 
-def best_arms(connection, alpha: float) -> dict[str, str | None]:
+def best_arms(connection, settings: Settings) -> dict[str, str | None]:
     """Benchmark -> the arm significantly best on it (comparisons.significantly_best), or None."""
     answers = load_answers(connection)
     arms = comparisons.group_runs(answers)
     benchmarks = sorted({benchmark for per_run in answers.values() for benchmark in per_run})
-    return {benchmark: comparisons.significantly_best(answers, arms, benchmark, alpha) for benchmark in benchmarks}
+    return {benchmark: comparisons.significantly_best(answers, arms, benchmark, settings) for benchmark in benchmarks}

@@ -11,13 +11,13 @@ from pipelines import runs, storage, views
 from pipelines.progress import note
 from pipelines.report import page, plots, results
 
-STAGE_VERSION = 2  # 2: intervals, paired comparisons with the baseline, seeds
+STAGE_VERSION = 3  # 2: intervals, paired comparisons, seeds; 3: the question is the unit (issue 25)
 OWN_TABLES = ("report", "results")
 PLOTS = {  # name -> (caption, what it needs: "views" or "results")
     "score_distributions": ("Score distributions: the pool (grey) and each selection", "views"),
     "selection_overlap": ("Overlap between selections (Jaccard index)", "views"),
     "training_curves": ("Training loss per optimizer step, per arm", "views"),
-    "accuracy": ("Accuracy per arm and benchmark, with 95% Wilson intervals", "results"),
+    "accuracy": ("Accuracy per arm and benchmark, with 95% intervals (seed noise in them for seeded arms)", "results"),
     "accuracy_vs_compute": ("Accuracy over every benchmark's questions against the compute each arm cost", "results"),
 }
 DRAW = {
@@ -63,7 +63,7 @@ def build(run_dir: str, title: str | None = None) -> dict:
     rows, settings = table.to_pylist(), results.settings_of(results.manifests_by_table(connection))
     sections = {
         "conclusion": page.conclusion(rows, settings.alpha) + sampled_scores(connection),
-        "results": page.results_table(rows, results.best_arms(connection, settings.alpha)),
+        "results": page.results_table(rows, results.best_arms(connection, settings)),
         "comparison": page.comparison_table(rows),
         "alpha": f"{settings.alpha:g}",
     }

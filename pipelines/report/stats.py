@@ -1,46 +1,69 @@
 """The statistics every accuracy and every difference in Winnow carries.
 
-- `wilson`: the 95% Wilson score interval of a proportion (scipy's binomtest), which stays
-  inside [0, 1] and is honest at 0/n, where the normal interval collapses to a point.
-- `paired`: two arms on the same questions. The difference in accuracy, its paired
-  bootstrap interval (scipy.stats.bootstrap, paired, percentile, seeded; the question is
-  the unit resampled) and the exact McNemar p-value: a two-sided binomial test of the
-  discordant pairs (questions one arm got right and the other wrong) against 1/2.
-- `holm`: Holm's step-down adjustment of several p-values (one comparison per arm and
-  benchmark), so "significant" keeps its meaning when a run compares many arms.
-- `detectable_difference`: the smallest increase over a baseline accuracy that a run with n
-  questions per arm detects with 80% power (arcsine / Cohen's h normal approximation for
-  two independent proportions: pairing only helps when the arms agree on most questions).
+The unit is the question. An arm trained with several seeds answers each question once per
+seed; those answers are not independent trials (a question every seed misses is one hard
+question, not several), so each arm's answers are first averaged per question over its
+seeds, and every test and interval counts each question once. Two sources of noise are
+apart: which questions the benchmark drew (question noise) and which model training
+happened to produce (seed noise, seen only when an arm was trained more than once).
 
-Seeds: an arm trained with several seeds has one result vector per seed. Its accuracy is
-the mean over seeds; in a comparison, per question, the difference is (mean over the arm's
-seeds) - (mean over the baseline's seeds), and McNemar pools the pairs seed by seed (seed i
-of one arm with seed i of the other, the shorter list repeating).
+- `wilson`: the 95% Wilson score interval of one run's accuracy (scipy's binomtest), which
+  stays inside [0, 1] and is honest at 0/n, where the normal interval collapses to a point.
+- `sign_flip`: the exact paired sign-flip (randomization) test of the per-question
+  differences d_q = mean over A's seeds - mean over B's seeds. Under "no difference" each
+  d_q's sign is + or - with probability 1/2; p = P(|sum of flipped d_q| >= |sum d_q|). The
+  d_q are multiples of 1/(k_A k_B), so the sum is an integer after scaling and its null
+  distribution is built exactly by a dynamic program over the questions; only where that
+  table would be too large is it estimated from 100,000 seeded random flips, with the
+  Monte-Carlo standard error stated. With one seed on each side it is the exact McNemar
+  test (`mcnemar_p`, a two-sided binomial test of the discordant questions against 1/2).
+- `paired`: accuracies, the difference, its 95% interval, the test, the questions each arm
+  is ahead on. With 2+ seeds on both sides the interval is a two-level bootstrap (seeds
+  within each arm, then questions, the same for both arms), so seed noise is in it, and
+  `Paired.dominant` names the larger source; otherwise the paired bootstrap of questions.
+- `accuracy_interval`: Wilson for one run; for several seeds the two-level bootstrap of the
+  one arm, never narrower than the Wilson interval at n questions (a percentile bootstrap
+  collapses near 0% and 100%).
+- `holm`: Holm's step-down adjustment over every comparison of a table; `significant`: the
+  verdict rule (Holm-adjusted p < alpha, and, with seeds on both sides, the two-level
+  interval excludes 0).
+- `detectable_difference`: the smallest change from a baseline accuracy that n questions
+  detect with 80% power, for one model per arm (arcsine / Cohen's h approximation for two
+  independent proportions; pairing can only do better, training noise makes it worse).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 CONFIDENCE = 0.95
 POWER = 0.8
+MONTE_CARLO_FLIPS = 100_000
+EXACT_CELL_BUDGET = 100_000_000  # DP cell updates (about a second): beyond, Monte Carlo
+SMALLEST_P = sys.float_info.min  # a true p is never 0: where floats underflow, this is said
 
 
-def wilson(correct: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """(low, high) of the Wilson score interval; (0, 1) when there is nothing to count."""
+def wilson(correct: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """(low, high) of the Wilson score interval; (0, 1) when there is nothing to count.
+    `correct` may be fractional (a mean over seeds times n): the formula is continuous."""
     if n == 0:
         return 0.0, 1.0
-    from scipy.stats import binomtest
+    from scipy.stats import norm
 
-    interval = binomtest(int(correct), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return float(interval.low), float(interval.high)
+    z = norm.ppf(1 - (1 - confidence) / 2)
+    share = min(max(correct / n, 0.0), 1.0)
+    centre = share + z * z / (2 * n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    scale = 1 + z * z / n
+    return max(0.0, (centre - half) / scale), min(1.0, (centre + half) / scale)
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:
-    """Exact two-sided McNemar p-value from the discordant pairs; 1 when there are none."""
+    """Exact two-sided McNemar p-value from the discordant questions; 1 when there are none."""
     discordant = only_a + only_b
     if discordant == 0:
         return 1.0
@@ -50,58 +73,169 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
 
 
 @dataclass(frozen=True)
+class SignFlip:
+    p_value: float
+    method: str  # "exact" or "Monte Carlo"
+    monte_carlo_se: float | None  # the standard error of a Monte-Carlo p; None when exact
+
+
+def sign_flip(
+    a: np.ndarray, b: np.ndarray, seed: int = 0, flips: int = MONTE_CARLO_FLIPS, budget: int = EXACT_CELL_BUDGET
+) -> SignFlip:
+    """The two-sided paired sign-flip test of two [seeds, questions] 0/1 arrays: exact where
+    the dynamic program's table fits `budget` cell updates, else `flips` seeded flips."""
+    k_a, k_b = len(a), len(b)
+    scaled = k_b * np.rint(a.sum(axis=0)).astype(np.int64) - k_a * np.rint(b.sum(axis=0)).astype(np.int64)
+    steps = np.abs(scaled[scaled != 0])  # a question both arms score alike flips to itself: no information
+    if len(steps) == 0:
+        return SignFlip(1.0, "exact", None)
+    unit = int(np.gcd.reduce(steps))
+    steps, observed = steps // unit, abs(int(scaled.sum())) // unit  # integers: no float ties
+    if observed == 0:
+        return SignFlip(1.0, "exact", None)
+    if len(steps) * 2 * int(steps.sum()) <= budget:
+        return SignFlip(max(_exact_tail(steps, observed), SMALLEST_P), "exact", None)
+    return _monte_carlo(steps, observed, seed, flips)
+
+
+def _exact_tail(steps: np.ndarray, observed: int) -> float:
+    """P(|sum of +-step| >= observed), each sign a fair coin: the distribution of the sum is
+    built one question at a time over the sums reachable so far."""
+    total = int(steps.sum())
+    distribution = np.zeros(2 * total + 1)
+    distribution[total] = 1.0
+    reach = 0
+    for step in sorted(int(s) for s in steps):
+        low, high = total - reach, total + reach + 1
+        window = distribution[low:high] / 2
+        distribution[low:high] = 0.0
+        distribution[low - step : high - step] += window
+        distribution[low + step : high + step] += window
+        reach += step
+    tails = distribution[: total - observed + 1].sum() + distribution[total + observed :].sum()
+    return float(min(tails, 1.0))
+
+
+def _monte_carlo(steps: np.ndarray, observed: int, seed: int, flips: int) -> SignFlip:
+    rng = np.random.default_rng(seed)
+    hits, batch = 0, 2_000
+    for start in range(0, flips, batch):
+        signs = rng.integers(0, 2, size=(min(batch, flips - start), len(steps)), dtype=np.int8) * 2 - 1
+        hits += int(np.sum(np.abs(signs.astype(np.int64) @ steps) >= observed))
+    p = (hits + 1) / (flips + 1)  # the observed signs count as one flip: never 0, valid at any flips
+    return SignFlip(p, "Monte Carlo", math.sqrt(p * (1 - p) / flips))
+
+
+def two_level_draws(a: np.ndarray, b: np.ndarray | None, resamples: int, seed: int) -> np.ndarray:
+    """Bootstrap draws of mean(a) - mean(b) (or of mean(a) when b is None): each draw takes
+    seeds with replacement within each arm, then questions with replacement, the same
+    questions for both arms (paired)."""
+    rng = np.random.default_rng(seed)
+    questions, draws, batch = a.shape[1], [], 1_000  # batches bound memory at 1,000 x n
+    for start in range(0, resamples, batch):
+        size = min(batch, resamples - start)
+        chosen = rng.integers(0, questions, size=(size, questions))
+        offsets = (chosen + questions * np.arange(size)[:, None]).ravel()
+        times_drawn = np.bincount(offsets, minlength=size * questions).reshape(size, questions) / questions
+        draw = _seed_resample(times_drawn @ a.T, rng)  # each seed's accuracy on the drawn questions
+        if b is not None:
+            draw = draw - _seed_resample(times_drawn @ b.T, rng)
+        draws.append(draw)
+    return np.concatenate(draws)
+
+
+def _seed_resample(seed_accuracies: np.ndarray, rng) -> np.ndarray:
+    """[draws]: the mean of each row's seeds drawn with replacement ([draws, seeds] in)."""
+    size, count = seed_accuracies.shape
+    weights = rng.multinomial(count, np.full(count, 1 / count), size=size) / count
+    return np.einsum("ds,ds->d", weights, seed_accuracies)
+
+
+def _percentiles(draws: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def accuracy_interval(runs: np.ndarray, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of an arm's accuracy from its [seeds, questions] answers: Wilson for one
+    run; for several, the two-level bootstrap widened to hold Wilson at n questions."""
+    runs = np.asarray(runs, dtype=float)
+    questions = runs.shape[1]
+    wilson_low, wilson_high = wilson(float(runs.mean(axis=0).sum()), questions)
+    if len(runs) == 1 or questions == 0:
+        return wilson_low, wilson_high
+    low, high = _percentiles(two_level_draws(runs, None, resamples, seed), CONFIDENCE)
+    return min(low, wilson_low), max(high, wilson_high)
+
+
+@dataclass(frozen=True)
 class Paired:
-    n: int  # questions both arms answered
-    pairs: int  # (question, seed pairing) pairs McNemar counts
+    n: int  # questions both arms answered: the unit of every count below
+    seeds_a: int
+    seeds_b: int
     accuracy_a: float  # mean over A's seeds, on these questions
     accuracy_b: float
     difference: float  # accuracy_a - accuracy_b
-    low: float  # paired bootstrap interval of the difference
+    low: float  # 95% interval of the difference
     high: float
-    only_a: int  # pairs A got right and B wrong
-    only_b: int
-    p_value: float  # exact McNemar
+    interval: str  # "questions" (paired bootstrap) or "seeds and questions" (two-level bootstrap)
+    a_ahead: int  # questions where A's mean over seeds is above B's
+    b_ahead: int
+    p_value: float  # the sign-flip test
+    test: SignFlip
+    seed_accuracies_a: tuple[float, ...]  # each seed's accuracy on these questions
+    seed_accuracies_b: tuple[float, ...]
+    sd_questions: float | None  # the difference's bootstrap sd from questions alone (seeds fixed)
+    sd_seeds: float | None  # and from seeds alone (questions fixed); None unless both have 2+ seeds
+
+    @property
+    def both_seeded(self) -> bool:
+        return self.seeds_a >= 2 and self.seeds_b >= 2
+
+    @property
+    def dominant(self) -> str | None:
+        """ "seeds" or "questions": the larger source of noise in the difference."""
+        if self.sd_seeds is None or self.sd_questions is None:
+            return None
+        return "seeds" if self.sd_seeds > self.sd_questions else "questions"
 
 
-def paired(
-    runs_a: list[np.ndarray],
-    runs_b: list[np.ndarray],
-    resamples: int = 10_000,
-    seed: int = 0,
-    confidence: float = CONFIDENCE,
-) -> Paired:
+def paired(runs_a: list[np.ndarray], runs_b: list[np.ndarray], resamples: int = 10_000, seed: int = 0) -> Paired:
     """Compare A with B: each a list of 0/1 vectors (one per seed), aligned by question."""
     a = np.asarray([np.asarray(run, dtype=float) for run in runs_a])
     b = np.asarray([np.asarray(run, dtype=float) for run in runs_b])
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.shape[1] == 0:
         raise ValueError(f"paired: both arms need the same questions; got shapes {a.shape} and {b.shape}")
-    per_question_a, per_question_b = a.mean(axis=0), b.mean(axis=0)
-    low, high = bootstrap_interval(per_question_a, per_question_b, resamples, seed, confidence)
-    only_a, only_b = discordant(a, b)
-    n = a.shape[1]
-    accuracy_a = float(per_question_a.mean()) if n else 0.0
-    accuracy_b = float(per_question_b.mean()) if n else 0.0
+    mean_a, mean_b = a.mean(axis=0), b.mean(axis=0)
+    both_seeded = len(a) >= 2 and len(b) >= 2
+    if both_seeded:
+        low, high = _percentiles(two_level_draws(a, b, resamples, seed), CONFIDENCE)
+        seed_variance = a.mean(axis=1).var() / len(a) + b.mean(axis=1).var() / len(b)
+        sd_questions, sd_seeds = float(np.sqrt((mean_a - mean_b).var() / a.shape[1])), float(np.sqrt(seed_variance))
+    else:
+        low, high = bootstrap_interval(mean_a, mean_b, resamples, seed)
+        sd_questions = sd_seeds = None
+    test = sign_flip(a, b, seed)
     return Paired(
-        n=n,
-        pairs=max(len(a), len(b)) * n,
-        accuracy_a=accuracy_a,
-        accuracy_b=accuracy_b,
-        difference=accuracy_a - accuracy_b,
+        n=a.shape[1],
+        seeds_a=len(a),
+        seeds_b=len(b),
+        accuracy_a=float(mean_a.mean()),
+        accuracy_b=float(mean_b.mean()),
+        difference=float(mean_a.mean() - mean_b.mean()),
         low=low,
         high=high,
-        only_a=only_a,
-        only_b=only_b,
-        p_value=mcnemar_p(only_a, only_b),
+        interval="seeds and questions" if both_seeded else "questions",
+        a_ahead=int(np.sum(mean_a > mean_b)),
+        b_ahead=int(np.sum(mean_a < mean_b)),
+        p_value=test.p_value,
+        test=test,
+        seed_accuracies_a=tuple(float(x) for x in a.mean(axis=1)),
+        seed_accuracies_b=tuple(float(x) for x in b.mean(axis=1)),
+        sd_questions=sd_questions,
+        sd_seeds=sd_seeds,
     )
-
-
-def discordant(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
-    """(pairs A right and B wrong, pairs B right and A wrong) of two [seeds, questions]
-    arrays, seed i of A paired with seed i of B, the shorter list repeating."""
-    count = max(len(a), len(b))
-    paired_a = np.asarray(a)[[r % len(a) for r in range(count)]]
-    paired_b = np.asarray(b)[[r % len(b) for r in range(count)]]
-    return int(np.sum((paired_a == 1) & (paired_b == 0))), int(np.sum((paired_a == 0) & (paired_b == 1)))
 
 
 def bootstrap_interval(
@@ -124,7 +258,7 @@ def bootstrap_interval(
         batch=1000,  # bounds memory: 1,000 resamples of n questions at a time
         confidence_level=confidence,
         method="percentile",  # BCa is undefined on the all-or-nothing vectors small runs give
-        rng=np.random.default_rng(seed),
+        rng=np.random.default_rng(seed),  # `rng=` needs scipy 1.15
     )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
@@ -146,9 +280,18 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted
 
 
+def significant(result: Paired, p_holm: float, alpha: float) -> bool:
+    """The verdict rule: the Holm-adjusted sign-flip p is below alpha and, where both arms
+    have 2+ seeds, the two-level interval (seed noise in it) excludes 0 too."""
+    if p_holm >= alpha:
+        return False
+    return not result.both_seeded or result.low > 0 or result.high < 0
+
+
 def detectable_difference(n: int, baseline: float, alpha: float = 0.05, power: float = POWER) -> float | None:
     """The smallest change from `baseline` accuracy a two-sided test at `alpha` detects with
-    `power`, with n questions per arm: an increase, or a decrease where no increase fits."""
+    `power`, with n questions and one model per arm, as two independent proportions: an
+    increase, or a decrease where no increase fits."""
     if n <= 0:
         return None
     from scipy.stats import norm
@@ -160,31 +303,3 @@ def detectable_difference(n: int, baseline: float, alpha: float = 0.05, power: f
     if angle - effect / 2 >= 0:
         return baseline - math.sin(angle - effect / 2) ** 2
     return None  # no accuracy in [0, 1] is that far from the baseline: nothing is detectable
-
-
-def format_p(p: float) -> str:
-    if p < 0.0001:
-        return "< 0.0001"
-    if p < 0.1:  # two significant digits: 0.012, 0.0031
-        return f"= {p:.2g}"
-    return f"= {p:.2f}"
-
-
-def verdict(difference: float, p_value: float, p_holm: float, alpha: float, baseline: str, comparisons: int) -> str:
-    """The comparison in words, e.g. "no significant difference from random (p = 0.47)"."""
-    if p_holm < alpha:
-        words = f"{'better' if difference > 0 else 'worse'} than {baseline}"
-    else:
-        words = f"no significant difference from {baseline}"
-    holm_note = f"; Holm over {comparisons}: {format_p(p_holm).removeprefix('= ')}" if comparisons > 1 else ""
-    return f"{words} (p {format_p(p_value)}{holm_note})"
-
-
-def format_accuracy(accuracy: float, low: float, high: float) -> str:
-    """In %: "12.5 [5.1, 27.0]"."""
-    return f"{100 * accuracy:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
-
-
-def format_difference(difference: float, low: float, high: float) -> str:
-    """In points: "+3.3 [-2.1, +8.0]"."""
-    return f"{100 * difference:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
