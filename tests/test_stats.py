@@ -258,3 +258,9 @@ def test_the_figures_docs_evaluation_md_quotes():
     assert round(100 * stats.detectable_difference(60, 0.0), 1) == 6.4
     assert round(100 * stats.detectable_difference(300, 0.5), 1) == 11.3
     assert round(184 / 2048, 3) == 0.090
+    cft, random = the_issue_s_case()
+    result = stats.paired(list(cft), list(random), resamples=500)
+    assert comparisons.verdict(result, result.p_value, 0.05, "sft_random", 1, arm="cft") == (
+        "no significant difference from sft_random (p = 0.09); 11 of 60 questions differ (2 ahead, 9 behind);"
+        " ignores training noise (a single-seed arm); sft_random's 2 seeds: sd 3.5 points, 10.0 to 15.0%"
+    )
