@@ -16,10 +16,11 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from pipelines import config as config_module
 from pipelines import experiment, failures, ray_runtime, run_lock, run_logs, storage, views
+from pipelines.display import result_table, visible
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Score, select and train on instruction data, on Ray."
@@ -180,10 +181,11 @@ def demo(
         for query, needs in DEMO_QUERIES.items():
             if needs <= present:
                 _print_result(query, *views.run_query(connection, query))
-    console.print(f'\nQuery it: winnow sql {loaded.run_dir} "SELECT * FROM pool LIMIT 5"', highlight=False)
+    shown = visible(loaded.run_dir)  # a path is not markup: "[x]" in it stays
+    console.print(f'\nQuery it: winnow sql {shown} "SELECT * FROM pool LIMIT 5"', highlight=False, markup=False)
     report = storage.join(loaded.run_dir, "report", "index.html")
     if storage.exists(report):
-        console.print(f"The report: {report}", highlight=False)
+        console.print(f"The report: {visible(report)}", highlight=False, markup=False)
 
 
 @app.command()
@@ -252,7 +254,7 @@ def _query(connection, query: str, parameters: dict | None = None):
     try:
         return views.run_query(connection, query, parameters)
     except duckdb.Error as error:
-        raise QueryError(f"in the query: {error}") from None
+        raise QueryError(f"in the query: {visible(str(error))}") from None  # DuckDB quotes the query
 
 
 def _open_logs(run: str, command: list[str]) -> None:
@@ -262,10 +264,8 @@ def _open_logs(run: str, command: list[str]) -> None:
 
 
 def _prompt(connection) -> None:
-    console.print(
-        f"views: {', '.join(views.views(connection))}; named queries: "
-        f"{', '.join(views.named_queries())}; end a query with ';', Ctrl-D to leave"
-    )
+    names = f"views: {', '.join(views.views(connection))}; named queries: {', '.join(views.named_queries())}"
+    console.print(Text(f"{visible(names)}; end a query with ';', Ctrl-D to leave"))
     buffer = ""
     for line in sys.stdin:
         buffer += line
@@ -274,17 +274,13 @@ def _prompt(connection) -> None:
         try:
             _print_result("result", *_query(connection, buffer.strip()))
         except QueryError as error:  # a typo in a query should not end the session
-            errors.print(f"[red]{error}[/red]", highlight=False, markup=False)
+            errors.print(Text(str(error), style="red"))
         buffer = ""
 
 
 def _print_result(title: str, columns: list[str], rows: list[tuple]) -> None:
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*("" if value is None else str(value) for value in row))
-    console.print(table)
+    """Cells verbatim: no markup, and what would act on a terminal shown escaped (pipelines.display)."""
+    console.print(result_table(title, columns, rows))
 
 
 def main() -> None:

@@ -1,0 +1,43 @@
+"""Text from a run's tables, shown on a terminal exactly as it is.
+
+A cell holds whatever the data held: `[/INST] x in [a, b]` is rich markup to rich's string
+rendering (mangled, or a MarkupError), and an escape sequence in a row would reach the
+terminal and act there (colours, a cleared screen, a rewritten title, a hidden line). So cells,
+titles and column names are rich `Text` (no markup, emoji codes or highlighting), and the
+characters that act on a terminal are shown as escapes: C0 controls but newline and tab (which
+only lay the cell out), DEL, C1 controls, and the bidirectional overrides and isolates that
+reorder what is shown. `\\x1b` in a cell is the ESC character; a literal backslash stays as it is.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rich.table import Table
+from rich.text import Text
+
+_ACTING = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """`text` with every character that would act on a terminal written as an escape."""
+    return _ACTING.sub(_escape, text)
+
+
+def cell(value) -> Text:
+    """A value as a table cell, verbatim: None is empty."""
+    return Text("" if value is None else visible(str(value)))
+
+
+def result_table(title: str, columns: list[str], rows: list[tuple]) -> Table:
+    table = Table(title=cell(title), title_justify="left", highlight=False)
+    for column in columns:
+        table.add_column(cell(column))
+    for row in rows:
+        table.add_row(*(cell(value) for value in row))
+    return table
