@@ -9,8 +9,11 @@ pipelines.ray_processes RECORD`) waits on a pipe only the driver holds: however 
 dies, the pipe closes and the watchdog ends what the record names. Should the watchdog be
 killed too, the next run of the same run folder ends them at its start (`end_left_behind`).
 
-Only a recorded process whose start time still matches is touched, and only once its driver
-is gone: a Ray the user started is never a child of a Winnow driver, so never in a record.
+Only a recorded process whose start time and command line still match is touched, and only
+once its driver is gone: a Ray the user started is never a child of a Winnow driver, so never
+in a record. A record is read only when it is a plain file of the user's own that no one else
+may write (never through a symbolic link): in a shared folder another local user could
+otherwise plant one naming any of the user's processes. The records are written 0600.
 This module imports nothing heavy: the watchdog runs it alone.
 """
 
@@ -18,9 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import json
 import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -28,6 +34,8 @@ import time
 import psutil
 
 RECORD_PREFIX = "ray-"
+RETITLED = re.compile(r"^[\w.-]+::")  # ray::IDLE, ray::DashboardAgent, VLLM::EngineCore
+_RAY_CODE = os.path.dirname(importlib.util.find_spec("ray").origin) + os.sep  # found without importing Ray
 
 
 def record_path(log_dir: str, driver_pid: int | None = None) -> str:
@@ -35,7 +43,32 @@ def record_path(log_dir: str, driver_pid: int | None = None) -> str:
 
 
 def _identity(process: psutil.Process) -> dict:
-    return {"pid": process.pid, "create_time": process.create_time(), "name": process.name()}
+    return {
+        "pid": process.pid,
+        "create_time": process.create_time(),
+        "name": process.name(),
+        "cmdline": _cmdline(process),
+    }
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    """The command line; a process caught in its exec reads as [] for a moment: read again."""
+    for _ in range(20):
+        if found := process.cmdline():
+            return found
+        time.sleep(0.01)
+    return []
+
+
+def _command(cmdline: list[str]) -> list[str] | str:
+    """What a recorded command line must still be. Ray (and vLLM) retitle their processes as
+    they start and take work (python .../ray/dashboard/agent.py becomes ray::DashboardAgent,
+    ray::IDLE becomes ray::Echo.echo): such a process matches any title of the same prefix."""
+    if cmdline and (title := RETITLED.match(cmdline[0])):
+        return title.group(0)
+    if any(part.startswith(_RAY_CODE) for part in cmdline[:3]):
+        return "ray::"  # one of Ray's processes before it retitles itself
+    return cmdline
 
 
 def record(path: str, watchdog_pid: int | None = None) -> int:
@@ -50,30 +83,48 @@ def record(path: str, watchdog_pid: int | None = None) -> int:
             continue
     document = {"driver": _identity(driver), "watchdog": watchdog_pid, "processes": processes}
     temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with open(descriptor, "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=1)
     os.replace(temporary, path)
     return len(processes)
 
 
 def _alive(identity: dict) -> psutil.Process | None:
-    """The process when it is still the one recorded (same pid and start time) and not a
-    zombie (a killed driver stays one until its parent reaps it), else None."""
+    """The process when it is still the one recorded (same pid, start time and command line)
+    and not a zombie (a killed driver stays one until its parent reaps it), else None."""
     try:
         process = psutil.Process(identity["pid"])
         if abs(process.create_time() - identity["create_time"]) > 0.01:
             return None  # the pid was reused
+        if "cmdline" not in identity or _command(process.cmdline()) != _command(identity["cmdline"]):
+            return None  # not the process recorded (or a record of an older Winnow, without one)
         return None if process.status() == psutil.STATUS_ZOMBIE else process
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 
 
+def _read_own_record(path: str) -> dict | None:
+    """The record's document when it is a plain file of this user's that only this user may
+    write, opened without following a symbolic link; else None."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None  # gone, unreadable, or a symbolic link
+    with open(descriptor, encoding="utf-8") as handle:
+        found = os.fstat(handle.fileno())
+        if not stat.S_ISREG(found.st_mode) or found.st_uid != os.getuid() or found.st_mode & 0o022:
+            return None
+        try:
+            return json.load(handle)
+        except ValueError:
+            return None
+
+
 def end_recorded(path: str) -> int:
     """SIGKILL what a record names when its driver is gone; removes the record. How many ended."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except (OSError, ValueError):
+    document = _read_own_record(path)
+    if document is None:
         return 0
     if _alive(document["driver"]) is not None:
         return 0  # that run is still going: its Ray is its own
@@ -104,7 +155,8 @@ def end_left_behind(log_dir: str) -> list[tuple[int, int]]:
 
 def start_watchdog(path: str, log_file: str) -> subprocess.Popen:
     """A process that ends the recorded Ray once this driver is gone, however it goes."""
-    with open(log_file, "ab") as log:
+    descriptor = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with open(descriptor, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "pipelines.ray_processes", path, str(os.getpid())],
             stdin=subprocess.PIPE,  # the driver holds the only write end: EOF means it is gone
@@ -119,18 +171,18 @@ def _watch(path: str, driver_pid: int) -> None:
     sys.stdin.buffer.read()  # returns when the driver closes the pipe: it is exiting or killed
     if not os.path.exists(path):
         return  # a clean shutdown: the driver ended its Ray and dropped the record first
-    while _alive({"pid": driver_pid, "create_time": _start_time(driver_pid)}) is not None:
+    while _running(driver_pid):
         time.sleep(0.05)  # its files close before it is gone: wait until it is
     count = end_recorded(path)
     if count:
         print(f"ended {count} Ray processes of driver {os.path.basename(path)} after it died", flush=True)
 
 
-def _start_time(pid: int) -> float:
+def _running(pid: int) -> bool:
     try:
-        return psutil.Process(pid).create_time()
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
-        return 0.0
+        return False
 
 
 if __name__ == "__main__":

@@ -10,16 +10,21 @@ Everything else is kept here:
 - `ray-<pid>.json`: the processes of an embedded Ray while its run lasts (ray_processes.py).
 
 A run folder on object storage (s3://, gs://) keeps its logs in a local folder instead,
-`$TMPDIR/winnow-logs/<hash of the run folder>`, named on the console.
+`$XDG_STATE_HOME/winnow/logs/<hash of the run folder>` (else under $XDG_CACHE_HOME or
+~/.cache), named on the console. That folder is the user's alone: created 0700, and refused
+when it is a symbolic link, owned by someone else or open to the group or others (another
+local user could otherwise read the logs, or plant the process records of ray_processes.py).
+Log files are opened without following a symbolic link, and created 0600.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import stat
 import sys
-import tempfile
 import time
 import traceback
 
@@ -48,21 +53,82 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _state: dict = {"dir": None, "handler": None, "workers": None}
 
 
+class UnsafeLogFolder(PermissionError):
+    """A log folder or file another user could read, replace or point elsewhere."""
+
+
+class NoFollowFileHandler(logging.FileHandler):
+    """A FileHandler that will not write through a symbolic link, and creates its file 0600."""
+
+    def _open(self):
+        return open(open_no_follow(self.baseFilename), self.mode, encoding=self.encoding, errors=self.errors)
+
+
+def open_no_follow(path: str, flags: int = os.O_WRONLY | os.O_CREAT | os.O_APPEND) -> int:
+    """A file descriptor for `path`, refused when `path` is a symbolic link."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        if os.path.islink(path):
+            raise UnsafeLogFolder(f"{path} is a symbolic link: Winnow does not write a log through one") from None
+        raise
+
+
+def private_logs_root() -> str:
+    """Where object-store runs keep their logs: the user's state folder (else cache folder:
+    on KubeRay only $XDG_CACHE_HOME is writable)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "winnow", "logs")
+
+
 def log_dir(run_dir: str) -> str:
-    """The local folder for a run's logs: RUN/logs, or a temporary one for an object-store run."""
-    if storage.is_uri(run_dir) and not run_dir.startswith("file://"):
+    """The local folder for a run's logs: RUN/logs, or a private one for an object-store run."""
+    if _on_object_store(run_dir):
         digest = hashlib.sha256(run_dir.encode("utf-8")).hexdigest()[:16]
-        return os.path.join(tempfile.gettempdir(), "winnow-logs", digest)
+        return os.path.join(private_logs_root(), digest)
     return os.path.join(storage.resolve(run_dir)[1], "logs")
+
+
+def _on_object_store(run_dir: str) -> bool:
+    return storage.is_uri(run_dir) and not run_dir.startswith("file://")
+
+
+def make_private_dir(folder: str) -> None:
+    """Create `folder` and its `winnow/logs` parents 0700, and check each is the user's: no
+    one else may write in the parents, nor use the folder itself."""
+    logs_root = os.path.dirname(folder)
+    winnow_root = os.path.dirname(logs_root)
+    os.makedirs(os.path.dirname(winnow_root), mode=0o700, exist_ok=True)  # the user's state or cache folder
+    for path, forbidden in ((winnow_root, 0o022), (logs_root, 0o022), (folder, 0o077)):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        check_private_dir(path, forbidden)
+
+
+def check_private_dir(path: str, forbidden: int = 0o077) -> None:
+    """Refuse a folder that is a symbolic link, another user's, or has a `forbidden` mode bit."""
+    found = os.lstat(path)
+    if stat.S_ISLNK(found.st_mode) or not stat.S_ISDIR(found.st_mode):
+        raise UnsafeLogFolder(f"{path} is not a folder (a symbolic link?): Winnow keeps no logs there")
+    if found.st_uid != os.getuid():
+        raise UnsafeLogFolder(f"{path} belongs to user id {found.st_uid}, not to you ({os.getuid()}): remove it")
+    if found.st_mode & forbidden:
+        raise UnsafeLogFolder(
+            f"{path} has mode {stat.S_IMODE(found.st_mode):04o}: the group or others may use it; "
+            "`chmod 700` it or remove it"
+        )
 
 
 def start(run_dir: str, command: list[str]) -> str:
     """Open the run's logs for this process and route library logging there; returns the folder."""
     folder = log_dir(run_dir)
-    os.makedirs(folder, exist_ok=True)
+    if _on_object_store(run_dir):
+        make_private_dir(folder)
+    else:
+        os.makedirs(folder, exist_ok=True)
     if _state["dir"] != folder:
         stop()
-        handler = logging.FileHandler(os.path.join(folder, "winnow.log"), encoding="utf-8")
+        handler = NoFollowFileHandler(os.path.join(folder, "winnow.log"), encoding="utf-8")
         handler.setFormatter(logging.Formatter(FORMAT))
         _state.update(dir=folder, handler=handler)
         logging.captureWarnings(True)  # library warnings: to the file, not the terminal
@@ -84,7 +150,7 @@ def native_output_to_log() -> None:
         return
     sys.stderr.flush()
     terminal = os.dup(2)
-    log = os.open(os.path.join(_state["dir"], "native.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log = open_no_follow(os.path.join(_state["dir"], "native.log"))
     os.dup2(log, 2)
     os.close(log)
     encoding, errors = sys.stderr.encoding or "utf-8", "backslashreplace"
@@ -130,7 +196,7 @@ def worker_output_file() -> logging.Logger | None:
     if _state["workers"] is None:
         workers = logging.getLogger("winnow.ray_workers")
         workers.propagate = False
-        handler = logging.FileHandler(os.path.join(_state["dir"], "ray-workers.log"), encoding="utf-8")
+        handler = NoFollowFileHandler(os.path.join(_state["dir"], "ray-workers.log"), encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(message)s"))
         workers.addHandler(handler)
         workers.setLevel(logging.INFO)
