@@ -90,7 +90,7 @@ def test_the_evaluate_stage_takes_seeded_run_names():
     from pipelines.evaluate.stage import _check_arms
 
     _check_arms({"sft_random@s0": "x", "base-tiny": "y"})
-    with pytest.raises(ValueError, match="arm names must match"):
+    with pytest.raises(ValueError, match=r"arm names must be .* with @s<seed> for a seed.s run; got \[.sft@x.\]"):
         _check_arms({"sft@x": "x"})
 
 
