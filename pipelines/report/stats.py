@@ -7,7 +7,8 @@ seeds, and every test and interval counts each question once. Two sources of noi
 apart: which questions the benchmark drew (question noise) and which model training
 happened to produce (seed noise, seen only when an arm was trained more than once).
 
-- `wilson`: the 95% Wilson score interval of one run's accuracy (scipy's binomtest), which
+- `wilson`: the 95% Wilson score interval of one run's accuracy (closed form; equal to scipy's
+  binomtest(...).proportion_ci(method="wilson"), tests/test_stats.py), which
   stays inside [0, 1] and is honest at 0/n, where the normal interval collapses to a point.
 - `sign_flip`: the exact paired sign-flip (randomization) test of the per-question
   differences d_q = mean over A's seeds - mean over B's seeds. Under "no difference" each
@@ -44,7 +45,7 @@ CONFIDENCE = 0.95
 POWER = 0.8
 MONTE_CARLO_FLIPS = 100_000
 EXACT_CELL_BUDGET = 100_000_000  # DP cell updates (about a second): beyond, Monte Carlo
-SMALLEST_P = sys.float_info.min  # a true p is never 0: where floats underflow, this is said
+SMALLEST_P = sys.float_info.min  # a true p is never 0: one that underflows a float is this
 
 
 def wilson(correct: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
