@@ -27,7 +27,7 @@ from pipelines.models.loading import resolve
 from pipelines.progress import note
 from pipelines.runs import StageRun, stable_hash, stage_identity
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: comparisons count each question once (issue 25); stored answers are reused
 GRADER_VERSION = 2  # bump when grading rules change: outputs are re-graded, not re-generated (2: exact numbers)
 UNIT_FILE = "_unit.json"
 PART = "part-00000.parquet"

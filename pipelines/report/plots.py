@@ -4,6 +4,7 @@ query results; a plot whose tables the run does not have is not drawn (None)."""
 from __future__ import annotations
 
 import io
+import math
 
 import duckdb
 import numpy as np
@@ -171,18 +172,33 @@ def _arm_order(rows: list[dict]) -> list[str]:
 
 
 def _pooled_by_arm(rows: list[dict]) -> dict[str, dict]:
-    """Arm -> its answers over every benchmark pooled: accuracy, Wilson interval, compute."""
+    """Arm -> its accuracy over every benchmark (questions weighted alike), its 95% interval and
+    compute. One run: Wilson over the questions. Several seeds: each benchmark's interval (the
+    report's two-level bootstrap, training noise in it) read as a normal one and combined with
+    the benchmarks' weights; never Wilson over pooled seeds' answers, which are not independent."""
     from pipelines.report.stats import wilson
 
     pooled: dict[str, dict] = {}
     for arm in _arm_order(rows):
         own = [r for r in rows if r["arm"] == arm]
-        correct, answers = sum(r["correct"] for r in own), sum(r["n"] * r["runs"] for r in own)
-        low, high = wilson(correct, answers)
-        accuracy = correct / answers if answers else 0.0
-        pooled[arm] = {"accuracy": accuracy, "low": low, "high": high, "questions": sum(r["n"] for r in own),
-                       "runs": max(r["runs"] for r in own), "seconds": own[0]["compute_seconds"]}  # fmt: skip
+        questions, runs = sum(r["n"] for r in own), max(r["runs"] for r in own)
+        accuracy = sum(r["accuracy"] * r["n"] for r in own) / questions if questions else 0.0
+        if runs == 1:
+            low, high = wilson(round(accuracy * questions), questions)
+        else:
+            spread = math.sqrt(sum((r["n"] / questions * _sd(r)) ** 2 for r in own)) if questions else 0.0
+            low, high = max(0.0, accuracy - Z95 * spread), min(1.0, accuracy + Z95 * spread)
+        pooled[arm] = {"accuracy": accuracy, "low": low, "high": high, "questions": questions,
+                       "runs": runs, "seconds": own[0]["compute_seconds"]}  # fmt: skip
     return pooled
+
+
+Z95 = 1.959963984540054
+
+
+def _sd(row: dict) -> float:
+    """The standard deviation a 95% interval implies, read as a normal one."""
+    return (row["accuracy_high"] - row["accuracy_low"]) / (2 * Z95)
 
 
 def _top(rows: list[dict]) -> float:
