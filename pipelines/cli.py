@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.text import Text
 
 from pipelines import config as config_module
-from pipelines import experiment, failures, ray_runtime, run_lock, run_logs, storage, views
+from pipelines import experiment, failures, ray_runtime, run_lock, run_logs, storage, uris, views
 from pipelines.display import result_table, visible
 
 app = typer.Typer(
@@ -219,9 +219,17 @@ def compare(
     console.print(note, highlight=False)
 
 
+def _without_credentials(location: str) -> str:
+    """A location argument with a user:password in it is refused before anything runs (exit 2)."""
+    try:
+        return uris.check(location)
+    except uris.CredentialsInLocation as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 @app.command()
 def sql(
-    run: str = typer.Argument(..., help="A run folder."),
+    run: str = typer.Argument(..., help="A run folder.", callback=_without_credentials),
     query: str = typer.Argument(None, help="SQL text, or the name of a query in sql/. Omit for a prompt."),
     param: list[str] = typer.Option(None, "--param", "-p", help="NAME=VALUE, bound to $NAME."),
 ):

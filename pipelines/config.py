@@ -17,6 +17,7 @@ from typing import Annotated, Union
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from pipelines import uris
 from pipelines.critique.settings import CritiqueConfig
 from pipelines.evaluate.settings import EvaluateConfig
 from pipelines.fences import Name
@@ -96,6 +97,8 @@ def load(path: str | Path, run_dir: str | None = None) -> ExperimentConfig:
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     if run_dir is not None:
         document["run_dir"] = run_dir
+    if credentials := uris.credentials_in(document):  # before anything logs or records a location
+        raise ConfigError(f"{path}: invalid config\n{credentials}")
     try:
         return ExperimentConfig.model_validate(document)
     except ValidationError as error:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipelines import fences
+from pipelines import fences, uris
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -45,7 +45,8 @@ def _filesystem_for(scheme_and_host: str) -> pafs.FileSystem:
 
 
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path inside it) for a local path or a URI."""
+    """(filesystem, path inside it) for a local path or a URI (never one with credentials in it)."""
+    uris.check(location)
     if not is_uri(location):
         return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(location))
     scheme, rest = location.split("://", 1)
