@@ -125,7 +125,7 @@ def test_bad_arms_are_clear_errors(tmp_path, shared_data):
     config = _config(tmp_path, shared_data)
     with pytest.raises(ValueError, match="no arms"):
         stage.run(config, {})
-    with pytest.raises(ValueError, match="arm names must match"):
+    with pytest.raises(ValueError, match="arm names must be .* with @s<seed> for a seed.s run"):
         stage.run(config, {"bad name": "x"})
     assert stage.run(SimpleNamespace(run_dir=str(tmp_path), models={}), {"base": "x"}) == {}
 
