@@ -229,7 +229,7 @@ def _outputs_from_table(stage: StageRun, key: str, questions: list[dict]) -> dic
 def _write_unit(stage: StageRun, key: str, table: pa.Table, record: dict) -> str:
     schemas.check(f"eval/{key}", table, schemas.evaluate.EVAL_RESULTS)
     folder = storage.join(stage.work_dir, "out", *key.split("/"))
-    storage.remove(folder)
+    storage.remove(folder, within=stage.run_dir)
     storage.write_parquet_atomic(table, storage.join(folder, PART))
     storage.write_json_atomic({**record, "rows": table.num_rows}, storage.join(folder, UNIT_FILE))
     return folder

@@ -54,7 +54,8 @@ def generate(
     """
     if isinstance(requests, str):
         requests = [requests]
-    results.prepare(out_dir, fingerprint(engine, sampling, config))
+    run_dir = config.run_dir if config is not None else None  # deletes stay inside it
+    results.prepare(out_dir, fingerprint(engine, sampling, config), within=run_dir)
     connection = results.connect(out_dir, requests, sampling.n)
     results.check_unique(connection)
     rows_per_group = engine.batch_size if isinstance(engine, VllmEngineConfig) else 1024
@@ -68,7 +69,7 @@ def generate(
         results.compact(out_dir, engine.rows_per_part)
     else:
         note(f"{label}: every completion is already in {out_dir}")
-    storage.remove(pending_file)
+    storage.remove(pending_file, within=out_dir)
     seconds = time.perf_counter() - started
     connection = results.connect(out_dir, requests, sampling.n)
     summary = results.summary(connection)

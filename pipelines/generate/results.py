@@ -30,14 +30,15 @@ TABLE = "generations"  # the name results are checked under
 TOO_LONG = "prompt too long"  # a failure that the same settings would repeat: not retried
 
 
-def prepare(out_dir: str, fingerprint: dict) -> None:
-    """Keep results made with these settings; results of other settings are removed."""
+def prepare(out_dir: str, fingerprint: dict, within: str | None = None) -> None:
+    """Keep results made with these settings; results of other settings are removed (only
+    inside the run folder `within`, where one is given)."""
     location = storage.join(out_dir, SETTINGS_FILE)
     if storage.exists(location) and storage.read_json(location) == fingerprint:
         return
     if attempt_dirs(out_dir):
         note(f"generate: {out_dir} holds results of other settings; starting over")
-    storage.remove(out_dir)
+    storage.remove(out_dir, within=within)
     storage.write_json_atomic(fingerprint, location)
 
 
@@ -144,7 +145,7 @@ def compact(out_dir: str, rows_per_part: int) -> None:
     for batch in reader:
         write_part(pa.Table.from_batches([batch]).cast(schemas.generate.RESULTS), target)
     for folder in attempts:
-        storage.remove(folder)
+        storage.remove(folder, within=out_dir)
 
 
 def summary(connection) -> dict:

@@ -49,7 +49,7 @@ def ensure(config, settings) -> dict:
     note(f"less warm-up: {how} a LoRA on {sum(prepared.shard_rows):,} pool rows for {warm.epochs} epochs")
     result = trainer.fit(run_settings, prepared, base.location, base.trust_remote_code, stage.work_dir)
     export_dir = storage.join(stage.work_dir, "export")
-    storage.remove(export_dir)
+    storage.remove(export_dir, within=config.run_dir)
     kept = _export(result, export_dir)
     manifest = {
         "rows_in": prepared.rows_read,

@@ -48,9 +48,9 @@ def run(run_dir: str, scorer: Scorer) -> dict:
     resumed = stage.open_work()
     parts_dir = storage.join(stage.work_dir, "parts")
     if committed:  # the finished table's files join this run's parts; they move back at commit
-        storage.remove(stage.manifest_location)
+        storage.remove(stage.manifest_location, within=run_dir)
         for location in committed:
-            storage.move(location, storage.join(parts_dir, location.rsplit("/", 1)[-1]))
+            storage.move(location, storage.join(parts_dir, location.rsplit("/", 1)[-1]), within=run_dir)
     input_files = parts.parquet_files(stage.table_location(scorer.input_table))
     done = parts.parquet_files(parts_dir)
     pending = parts.write_pending(input_files, done, scorer.columns, storage.join(stage.work_dir, "pending.parquet"))
@@ -76,7 +76,7 @@ def _commit(stage, scorer, parts_dir, n_scored, resumed, input_manifest, worker_
     if not parts.parquet_files(parts_dir):
         storage.make_dirs(parts_dir)
     total = parts.count_rows(parts.parquet_files(parts_dir))
-    storage.remove(storage.join(stage.work_dir, "pending.parquet"))
+    storage.remove(storage.join(stage.work_dir, "pending.parquet"), within=stage.run_dir)
     manifest = {
         "rows_in": input_manifest["rows_out"],
         "rows_out": total,

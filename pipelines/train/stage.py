@@ -82,7 +82,7 @@ def run_one(config, train: TrainConfig, stage_name: str, name: str, run: TrainRu
         )
     outcome = trainer.choose(result, settings)
     export_dir = storage.join(stage.work_dir, "export")
-    storage.remove(export_dir)
+    storage.remove(export_dir, within=stage.run_dir)
     with outcome.latest.as_directory() as folder:
         state = checkpoints.read_state(folder)
     with outcome.chosen.as_directory() as folder:
