@@ -28,6 +28,9 @@ USER_ERRORS = {
     "FormatError",  # pipelines.ingest.adapters: no format fits a file's columns
     "RayAddressError",  # pipelines.ray_runtime: --address / RAY_ADDRESS unreachable
     "QueryError",  # pipelines.cli: a query DuckDB refused, a malformed -p
+    "CredentialsInLocation",  # pipelines.uris: user:password in a URI (also inside a stage)
+    "RunLockedError",  # pipelines.run_lock: another command holds the run folder
+    "PathOutsideRunError",  # pipelines.fences: a path outside the run folder was refused
     "FileNotFoundError",
     "PermissionError",
     "IsADirectoryError",
