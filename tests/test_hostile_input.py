@@ -28,7 +28,7 @@ import zstandard
 from pipelines import config as config_module
 from pipelines.ingest import dedupe, units
 from pipelines.ingest.plan import make_plan
-from pipelines.ingest.settings import IngestConfig
+from pipelines.ingest.settings import MAX_LINE_BYTES, IngestConfig
 from pipelines.ingest.stage import run as run_ingest
 from tests.conftest import write_config
 
@@ -202,11 +202,12 @@ def write_hostile_files(root, seed: int, big_row: bool = False) -> Expected:
 
 def _ingest_without_ray(root, work_dir, max_chars: int) -> tuple[list[dict], list[dict]]:
     """The stage's plan, map and reduce steps, in this process."""
-    config = IngestConfig(
-        sources=[{"kind": "files", "name": "hostile", "paths": [str(root)]}], max_text_chars=max_chars
-    )
+    sources = [{"kind": "files", "name": "hostile", "paths": [str(root)]}]
+    config = IngestConfig(sources=sources, max_text_chars=max_chars, max_line_bytes=max(max_chars, MAX_LINE_BYTES))
     plan = make_plan(config)
-    unit_stats = [units.process(unit, str(work_dir), plan.buckets, max_chars) for unit in plan.units]
+    unit_stats = [
+        units.process(unit, str(work_dir), plan.buckets, max_chars, config.max_line_bytes) for unit in plan.units
+    ]
     bucket_stats = [dedupe.process(bucket, str(work_dir)) for bucket in range(plan.buckets)]
     return unit_stats, bucket_stats
 
@@ -309,3 +310,15 @@ def test_concatenated_archives_are_read_whole_and_a_cut_lz4_keeps_earlier_reads(
     assert all(r.data is not None for r in records[:-1]) and len(records) > 1
     assert last.error.reason == "truncated compressed stream" and last.whole_file
     assert last.error.detail.startswith(f"truncated compressed stream after row {len(records) - 1}:")
+
+
+def test_a_file_that_opens_with_a_line_too_long_is_fitted_to_its_first_object(tmp_path):
+    path = tmp_path / "long_first.jsonl.gz"
+    rows = [json.dumps(_chat(f"q{i}", f"a{i}")) for i in range(3)]
+    long_line = b'{"text": "' + b"z" * MAX_LINE_BYTES + b'"}\n'  # no format fits it, had it been read
+    path.write_bytes(gzip.compress(long_line + "\n".join(rows).encode(), 1))
+    config = IngestConfig(sources=[{"kind": "files", "name": "long", "paths": [str(path)]}])
+    plan = make_plan(config)
+    assert [unit.format for unit in plan.units] == [""]  # the plan's sample stopped at the long line
+    stats = units.process(plan.units[0], str(tmp_path / "work"), plan.buckets, 1_000, config.max_line_bytes)
+    assert (stats["rows_read"], stats["rows_staged"], stats["rejects_by_reason"]) == (4, 3, {"row too long": 1})

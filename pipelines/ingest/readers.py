@@ -1,12 +1,17 @@
 """Stream records out of input files, one at a time, never a whole file in memory.
 
-Containers: JSON Lines (.jsonl, .ndjson), JSON (.json: an array, streamed with ijson, or
+Containers: JSON Lines (.jsonl, .ndjson), JSON (.json: an array, streamed by json_array.py, or
 JSON Lines when it does not start with "["), Parquet, and the Arrow files of a Hugging Face
 dataset saved with `save_to_disk`. Compressed files (.gz, .bz2, .zst, .lz4) are read through
 (streams.py). Each record carries its 1-based row number in the file (the line number for
 JSON Lines). Text is UTF-8 with or without a byte-order mark. What cannot be read becomes a
 record with an error, never an exception: a bad row, or one record for the rest of a file
 that is empty (row 0), cut short (a truncated archive) or broken midway (a JSON array).
+
+Memory is bounded by `max_line_bytes`, whatever a file holds: a JSON Lines line or a JSON
+array item longer than that is one "row too long" record with its whole size, counted while
+its bytes are dropped, and reading goes on with the next row. A Parquet or Arrow row is
+measured in Arrow's memory before it becomes Python objects (see `_batches`).
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import pyarrow.parquet as pq
 from pipelines import storage
 from pipelines.ingest import json_array, streams
 from pipelines.ingest.normalize import RowError
+from pipelines.ingest.settings import MAX_LINE_BYTES
 
 COMPRESSIONS = (".gz", ".bz2", ".zst", ".lz4")
 CONTAINERS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".arrow": "arrow"}
 RAW_LIMIT = 2_000
 CHUNK_BYTES = 1 << 20
 BATCH_ROWS = 2_048
+TOO_LONG = "row too long"
 NESTING_DETAIL = f"nested too deeply to read (an array item may nest {json_array.MAX_DEPTH} levels)"
 
 
@@ -52,11 +59,19 @@ def container_of(location: str) -> str | None:
     return next((kind for suffix, kind in CONTAINERS.items() if name.endswith(suffix)), None)
 
 
-def read(location: str, container: str) -> Iterator[Record]:
-    """The file's records in order; a file with none gives one "empty file" record (row 0)."""
-    readers = {"jsonl": _json_lines_file, "json": _json_file, "parquet": _parquet, "arrow": _arrow_stream}
+def read(
+    location: str, container: str, max_line_bytes: int = MAX_LINE_BYTES, measure_long_rows: bool = True
+) -> Iterator[Record]:
+    """The file's records in order; a file with none gives one "empty file" record (row 0).
+
+    `measure_long_rows=False` (the plan's sample): a JSON row too long ends the file there,
+    its size counted only so far, instead of being read to its end to give its whole size."""
+    if container in ("jsonl", "json"):
+        records = _text_file(location, container, max_line_bytes, measure_long_rows)
+    else:
+        records = {"parquet": _parquet, "arrow": _arrow_stream}[container](location, max_line_bytes)
     empty = True
-    for record in readers[container](location):
+    for record in records:
         empty = False
         yield record
     if empty:
@@ -69,7 +84,9 @@ def columns(location: str, container: str) -> set[str]:
 
 
 def sample_columns(location: str, container: str) -> set[str] | None:
-    """Column names from the schema or the first JSON object; None when the file holds no row to adapt."""
+    """Column names from the schema or the first JSON object; None when the file holds no row to
+    adapt, or when a row too long comes before any object: the sample stops there rather than
+    read on through gigabytes, and the map step fits the format to the first object it reads."""
     if container == "parquet":
         with storage.open_random_access(location) as handle:
             parquet = pq.ParquetFile(handle)
@@ -77,42 +94,64 @@ def sample_columns(location: str, container: str) -> set[str] | None:
     if container == "arrow":
         with storage.open_input(location, compression=None) as handle:
             return set(pa.ipc.open_stream(handle).schema.names)
-    return next((set(record.data) for record in read(location, container) if record.data is not None), None)
+    for record in read(location, container, measure_long_rows=False):
+        if record.data is not None:
+            return set(record.data)
+        if record.error is not None and record.error.reason == TOO_LONG:
+            return None
+    return None
 
 
-def _lines(stream: streams.InputStream) -> Iterator[bytes]:
-    """The stream's lines without their "\n"; a line may span many chunks (a 50 MB row)."""
-    unfinished: list[bytes] = []  # pieces of the line not ended yet, joined once it ends
+def _lines(stream: streams.InputStream, max_line_bytes: int, measure: bool) -> Iterator[bytes | streams.TooLong]:
+    """The stream's lines without their "\n"; a line may span many chunks (a 50 MB row), and
+    one longer than `max_line_bytes` is a TooLong, counted to its end in bounded memory
+    (unless not `measure`: then it is the last line given)."""
+    unfinished = streams.RowBytes(max_line_bytes)  # the line not ended yet
     try:
         while chunk := stream.read(CHUNK_BYTES):
-            pieces = chunk.split(b"\n")
-            if len(pieces) == 1:
-                unfinished.append(chunk)
-                continue
-            if unfinished:
-                pieces[0] = b"".join([*unfinished, pieces[0]])
-            yield from pieces[:-1]
-            unfinished = [pieces[-1]] if pieces[-1] else []
+            *ended, rest = chunk.split(b"\n")
+            for piece in ended:
+                if unfinished.size == 0 and len(piece) <= max_line_bytes:
+                    yield piece  # the common case: a whole line inside the chunk
+                else:
+                    unfinished.add(piece)
+                    yield unfinished.take()
+            unfinished.add(rest)
+            if unfinished.over and not measure:
+                yield unfinished.take()
+                return
     except streams.StreamCut as cut:
-        cut.partial = b"".join(unfinished)  # the row the cut ended is not a row
+        cut.partial = unfinished.first_bytes()  # the row the cut ended is not a row
         raise
-    if unfinished:
-        yield b"".join(unfinished)
+    if unfinished.size:
+        yield unfinished.take()
 
 
-def _json_lines_file(location: str) -> Iterator[Record]:
+def _text_file(location: str, container: str, max_line_bytes: int, measure: bool) -> Iterator[Record]:
+    """JSON Lines, or a JSON array, streamed; a .json file that does not start with "[" is read as JSON Lines."""
     with streams.open_stream(location) as stream:
-        yield from _json_lines(stream)
+        if container == "json" and stream.peek(4096).lstrip().startswith(b"["):
+            yield from _json_array(stream, max_line_bytes, measure)
+        else:
+            yield from _json_lines(stream, max_line_bytes, measure)
 
 
-def _json_lines(stream: streams.InputStream) -> Iterator[Record]:
+def _json_lines(stream: streams.InputStream, max_line_bytes: int, measure: bool) -> Iterator[Record]:
     row = 0
     try:
-        for row, line in enumerate(_lines(stream), start=1):
-            if line.strip():
+        for row, line in enumerate(_lines(stream, max_line_bytes, measure), start=1):
+            if isinstance(line, streams.TooLong):
+                yield _too_long(row, line, "line", max_line_bytes)
+            elif line.strip():
                 yield _parse_line(row, line)
     except streams.StreamCut as cut:
         yield _cut_record(row, cut)
+
+
+def _too_long(row: int, skipped: streams.TooLong, what: str, max_line_bytes: int) -> Record:
+    detail = f"the {what} holds {skipped.size:,} bytes, over max_line_bytes ({max_line_bytes:,}): skipped unread"
+    raw = skipped.head.decode("utf-8", errors="replace")[:RAW_LIMIT]
+    return Record(row, None, RowError(TOO_LONG, None, detail), raw)
 
 
 def _cut_record(rows_before: int, cut: streams.StreamCut) -> Record:
@@ -144,65 +183,70 @@ def _parse_line(row: int, line: bytes) -> Record:
     return Record(row, data, raw_text=decoded)
 
 
-def _json_file(location: str) -> Iterator[Record]:
-    """A JSON array, streamed; a .json file that does not start with "[" is read as JSON Lines."""
-    with streams.open_stream(location) as stream:
-        if stream.peek(4096).lstrip().startswith(b"["):
-            yield from _json_array(stream)
-        else:
-            yield from _json_lines(stream)
-
-
-def _json_array(stream: streams.InputStream) -> Iterator[Record]:
-    import ijson
-
+def _json_array(stream: streams.InputStream, max_line_bytes: int, measure: bool) -> Iterator[Record]:
     row = 0
     try:
-        for item in json_array.items(stream):
-            row += 1
-            if isinstance(item, dict):
-                yield Record(row, item)
-            elif item is json_array.TOO_DEEP:
+        for row, item in enumerate(json_array.items(stream, max_line_bytes, measure), start=1):
+            if item is json_array.TOO_DEEP:
                 yield Record(row, None, RowError("too deeply nested", None, NESTING_DETAIL), "")
+            elif isinstance(item, streams.TooLong):
+                yield _too_long(row, item, "array item", max_line_bytes)
             else:
-                detail = f"expected a JSON object, got {type(item).__name__}"
-                yield Record(row, None, RowError("not an object", None, detail), json.dumps(item)[:RAW_LIMIT])
+                yield _parse_line(row, item)
     except streams.StreamCut as cut:
         yield _cut_record(row, cut)
-    except (ijson.JSONError, UnicodeDecodeError) as error:
-        reason = "undecodable bytes" if isinstance(error, UnicodeDecodeError) else "malformed JSON"
-        detail = f"{reason} after row {row}; the rest of the file cannot be read: {error}"
-        yield Record(row + 1, None, RowError(reason, None, detail), "", whole_file=True)
+    except json_array.BrokenArray as error:
+        detail = f"malformed JSON after row {row}; the rest of the file cannot be read: {error}"
+        yield Record(row + 1, None, RowError("malformed JSON", None, detail), "", whole_file=True)
 
 
-def _parquet(location: str) -> Iterator[Record]:
+def _parquet(location: str, max_line_bytes: int) -> Iterator[Record]:
     with storage.open_random_access(location) as handle:
         parquet = pq.ParquetFile(handle)
-        yield from _batches(parquet.iter_batches(batch_size=BATCH_ROWS))
+        rows = _batch_rows(parquet.metadata, max_line_bytes)
+        yield from _batches(parquet.iter_batches(batch_size=rows), max_line_bytes)
 
 
-def _arrow_stream(location: str) -> Iterator[Record]:
+def _batch_rows(metadata, max_line_bytes: int) -> int:
+    """Rows a batch: BATCH_ROWS, fewer where rows are large, so a batch holds about max_line_bytes."""
+    groups = (metadata.row_group(index) for index in range(metadata.num_row_groups))
+    widest = max((group.total_byte_size / group.num_rows for group in groups if group.num_rows), default=1)
+    return max(1, min(BATCH_ROWS, int(max_line_bytes / max(widest, 1))))
+
+
+def _arrow_stream(location: str, max_line_bytes: int) -> Iterator[Record]:
     with storage.open_input(location, compression=None) as handle:
-        yield from _batches(pa.ipc.open_stream(handle))
+        yield from _batches(pa.ipc.open_stream(handle), max_line_bytes)
 
 
-def _batches(batches) -> Iterator[Record]:
+def _batches(batches, max_line_bytes: int) -> Iterator[Record]:
+    """Records of Arrow batches. A row is measured in Arrow's memory, before it becomes Python
+    objects (several times its size): one over max_line_bytes is a "row too long" record. Arrow
+    has decoded the batch by then, so one huge cell still costs its own size once."""
     row = 0
     for batch in batches:
-        try:
-            rows = batch.to_pylist()
-        except UnicodeDecodeError:  # a string column with invalid UTF-8: find the rows
-            rows = [_row_or_error(batch, index) for index in range(batch.num_rows)]
+        if batch.nbytes <= max_line_bytes:
+            try:
+                rows = batch.to_pylist()
+            except UnicodeDecodeError:  # a string column with invalid UTF-8: find the rows
+                rows = [_row_or_error(batch, index, max_line_bytes) for index in range(batch.num_rows)]
+        else:
+            rows = (_row_or_error(batch, index, max_line_bytes) for index in range(batch.num_rows))
         for data in rows:
             row += 1
-            if isinstance(data, RowError):
+            if isinstance(data, streams.TooLong):
+                yield _too_long(row, data, "row (in Arrow's memory)", max_line_bytes)
+            elif isinstance(data, RowError):
                 yield Record(row, None, data, "")
             else:
                 yield Record(row, data)
 
 
-def _row_or_error(batch: pa.RecordBatch, index: int) -> dict | RowError:
+def _row_or_error(batch: pa.RecordBatch, index: int, max_line_bytes: int) -> dict | RowError | streams.TooLong:
+    one_row = batch.slice(index, 1)
+    if one_row.nbytes > max_line_bytes:
+        return streams.TooLong(one_row.nbytes, b"")
     try:
-        return batch.slice(index, 1).to_pylist()[0]
+        return one_row.to_pylist()[0]
     except UnicodeDecodeError as error:
         return RowError("undecodable bytes", None, f"not UTF-8: {error}")

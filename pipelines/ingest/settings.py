@@ -10,6 +10,11 @@ from pipelines.fences import Name
 from pipelines.ingest.mathematics import ALL_MODULES, DEFAULT_MODULES, DIFFICULTY_LEVELS
 from pipelines.settings import Strict, repeated
 
+# A JSON Lines line or JSON array item past this is one "row too long" reject, skipped unread:
+# 16 MiB holds a max_text_chars conversation (100,000 characters, at most 12 bytes each as JSON
+# escapes: 1.2 MB) many times over, while parsing one (bytes, text, objects: about 10x) stays
+# near 160 MB a worker.
+MAX_LINE_BYTES = 16 * 2**20
 FORMATS = ("auto", "openai", "sharegpt", "alpaca", "gsm8k", "math", "qa", "cft")
 
 
@@ -52,6 +57,7 @@ Source = Annotated[FileSource | MathematicsSource, Field(discriminator="kind")]
 class IngestConfig(Strict):
     sources: list[Source] = Field(min_length=1)
     max_text_chars: int = Field(default=100_000, gt=0)  # a longer conversation is rejected
+    max_line_bytes: int = Field(default=MAX_LINE_BYTES, ge=1024)  # a longer line or item: rejected unread
     rows_per_unit: int = Field(default=10_000, gt=0)  # generated rows per resumable unit
     bucket_bytes: int = Field(default=64 * 2**20, gt=0)  # input bytes per dedupe bucket
 
@@ -59,4 +65,14 @@ class IngestConfig(Strict):
     def _unique_names(self):
         if twice := repeated(source.name for source in self.sources):
             raise ValueError(f"source names must be unique; repeated: {twice}")
+        return self
+
+    @model_validator(mode="after")
+    def _lines_hold_texts(self):
+        # a conversation of max_text_chars needs at least that many bytes on its line
+        if self.max_line_bytes < self.max_text_chars:
+            raise ValueError(
+                f"max_line_bytes ({self.max_line_bytes}) is below max_text_chars ({self.max_text_chars}): "
+                "rows that long could never be read; raise max_line_bytes or lower max_text_chars"
+            )
         return self

@@ -13,7 +13,7 @@ from pipelines.ingest.plan import Plan, Unit, make_plan
 from pipelines.progress import StageProgress
 from pipelines.ray_runtime import ensure_ray
 
-STAGE_VERSION = 2  # bump when a change alters what ingest writes for the same input
+STAGE_VERSION = 3  # bump when a change alters what ingest writes for the same input
 MAX_PROBLEM_LINES = 20  # files named on the console; the rejects table has every one
 
 
@@ -39,7 +39,12 @@ def run(config: ExperimentConfig) -> dict:
         stage,
         {unit.key: {"unit": unit.to_json()} for unit in plan.units},
         _map_batch,
-        {"work_dir": stage.work_dir, "buckets": plan.buckets, "max_chars": config.ingest.max_text_chars},
+        {
+            "work_dir": stage.work_dir,
+            "buckets": plan.buckets,
+            "max_chars": config.ingest.max_text_chars,
+            "max_line_bytes": config.ingest.max_line_bytes,
+        },
         "units read",
         lambda stats: f"{sum(s['rows_read'] for s in stats):,} rows",
     )
@@ -89,8 +94,10 @@ def _ray_map(items: list[dict], function, settings: dict):
         yield json.loads(row["stats"])
 
 
-def _map_batch(batch: dict, work_dir: str, buckets: int, max_chars: int) -> dict:
-    results = [units.process(Unit.from_json(text), work_dir, buckets, max_chars) for text in batch["unit"]]
+def _map_batch(batch: dict, work_dir: str, buckets: int, max_chars: int, max_line_bytes: int) -> dict:
+    results = [
+        units.process(Unit.from_json(text), work_dir, buckets, max_chars, max_line_bytes) for text in batch["unit"]
+    ]
     return {"stats": [json.dumps(r) for r in results]}
 
 

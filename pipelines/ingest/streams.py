@@ -1,4 +1,4 @@
-"""Byte streams of input files: decompressed, without a byte-order mark, honest about a cut.
+"""Byte streams of input files: decompressed in bounded steps, without a byte-order mark, honest about a cut.
 
 pyarrow's decompressing streams raise "Truncated compressed stream" and drop what they had
 decompressed in that read (up to a megabyte of rows), so .gz, .bz2 and .zst are decompressed
@@ -7,6 +7,13 @@ cut itself becomes a `StreamCut` that the readers turn into one reject for the f
 stays on pyarrow (no streaming LZ4 frame decoder is installed): a cut there keeps the rows of
 the reads before it. Multi-member gzip, multi-stream bzip2 and multi-frame zstd files (as
 `cat a.gz b.gz` or pzstd write them) are read whole.
+
+Every step's output is bounded, whatever the compressed bytes hold: a few KB of bzip2 can
+hold gigabytes of one byte (a decompression bomb), so a step never asks for all a chunk's
+output. gzip and bzip2 take `max_length` (OUT_STEP); zstandard's decompressobj has no such
+bound, so it is fed ZSTD_FEED bytes at a time: a zstd block of at most 128 KiB takes at
+least 4 bytes, so a step yields at most ZSTD_FEED * 32 KiB (32 MiB). pyarrow's LZ4 stream
+decompresses about a megabyte a read, and LZ4 expands at most 255-fold.
 """
 
 from __future__ import annotations
@@ -15,11 +22,14 @@ import bz2
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from pipelines import storage
 
-RAW_CHUNK = 1 << 16  # compressed bytes fed at a time: bounds one step's output for most data
+RAW_CHUNK = 1 << 16  # compressed bytes read from the file at a time
 PLAIN_CHUNK = 1 << 20
+OUT_STEP = 1 << 20  # decompressed bytes one gzip or bzip2 step may yield
+ZSTD_FEED = 1 << 10  # compressed bytes one zstd step is fed (its output: 32 MiB at most)
 BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 PYTHON_CODECS = (".gz", ".bz2", ".zst")
@@ -56,17 +66,59 @@ def _decompression_errors() -> tuple[type[Exception], ...]:
     return (zlib.error, OSError, EOFError, ValueError, zstandard.ZstdError)
 
 
+class _Members:
+    """A codec's members (gzip members, bzip2 streams, zstd frames) one after another, in bounded steps.
+
+    `step()` decompresses some of the pending compressed bytes and returns at most one
+    step's output (b"" when it needs more input: `wants_input`); `feed(data)` adds input.
+    """
+
+    def __init__(self, codec: str):
+        self.codec, self.decompressor = codec, _decompressor(codec)
+        self.pending = b""  # compressed bytes not yet handed to the decompressor
+        self.member_open = False  # a member has begun and not yet ended
+
+    @property
+    def wants_input(self) -> bool:
+        if self.pending:
+            return False
+        # bzip2 keeps its input inside and says when it has more output to give
+        return self.codec != ".bz2" or self.decompressor.needs_input
+
+    def feed(self, data: bytes) -> None:
+        """Called only when `wants_input`: nothing is pending."""
+        self.pending = data
+
+    def step(self) -> bytes:
+        self.member_open = True
+        if self.codec == ".gz":
+            out = self.decompressor.decompress(self.pending, OUT_STEP)
+            self.pending = self.decompressor.unconsumed_tail
+        elif self.codec == ".bz2":
+            out = self.decompressor.decompress(self.pending, OUT_STEP)
+            self.pending = b""
+        else:
+            pending = memoryview(self.pending)  # slices without copying the rest of the chunk
+            out = self.decompressor.decompress(pending[:ZSTD_FEED])
+            self.pending = pending[ZSTD_FEED:]
+        if self.decompressor.eof:  # a member ended: what follows is the next one
+            self.member_open = False
+            self.pending = self.decompressor.unused_data + bytes(self.pending)
+            self.decompressor = _decompressor(self.codec)
+        return out
+
+
 class InputStream:
     """`read(n)`: up to n bytes, b"" at the end, `StreamCut` once every byte before a cut is out.
 
     The UTF-8 byte-order mark that Windows editors write is dropped (a BOM is not an error);
     a UTF-16 one is a cut at the start, since every row after it would be undecodable.
+    The bytes held here stay near the size asked for: `read(-1)` is the one unbounded call.
     """
 
     def __init__(self, raw, codec: str):
         self.raw, self.codec = raw, codec
-        self.decompressor = _decompressor(codec) if codec in PYTHON_CODECS else None
-        self.member_open = False  # a compressed member has begun and not yet ended
+        self.members = _Members(codec) if codec in PYTHON_CODECS else None
         self.buffer, self.ended, self.cut, self.started = bytearray(), False, None, False
 
     def read(self, size: int = -1) -> bytes:
@@ -105,34 +157,74 @@ class InputStream:
             )
 
     def _next_bytes(self) -> bytes:
+        """The next piece of the stream (bounded; b"" while a step yields nothing yet)."""
+        if self.members is None:  # plain bytes, or pyarrow's .lz4 stream (a cut loses its whole read)
+            chunk = self._read_raw(PLAIN_CHUNK if self.codec == "" else RAW_CHUNK)
+            self.ended = not chunk
+            return chunk
+        if self.members.wants_input:
+            chunk = self._read_raw(RAW_CHUNK)
+            if not chunk:
+                self.ended = True
+                if self.members.member_open:
+                    raise StreamCut("truncated compressed stream", "truncated compressed stream")
+                return b""
+            self.members.feed(chunk)
         try:
-            chunk = self.raw.read(PLAIN_CHUNK if self.codec == "" else RAW_CHUNK)
+            return self.members.step()
+        except _decompression_errors() as error:
+            raise StreamCut("corrupt compressed stream", f"corrupt compressed stream ({error})") from None
+
+    def _read_raw(self, size: int) -> bytes:
+        try:
+            return self.raw.read(size)
         except OSError as error:  # pyarrow's .lz4 stream: its own message for a cut
             if "truncated" in str(error).lower():
                 raise StreamCut("truncated compressed stream", "truncated compressed stream") from None
             raise
-        if not chunk:
-            self.ended = True
-            if self.member_open:
-                raise StreamCut("truncated compressed stream", "truncated compressed stream")
-            return b""
-        return chunk if self.decompressor is None else self._decompress(chunk)
 
-    def _decompress(self, chunk: bytes) -> bytes:
-        out = []
-        try:
-            while chunk:
-                self.member_open = True
-                out.append(self.decompressor.decompress(chunk))
-                if not self.decompressor.eof:
-                    break
-                self.member_open = False  # a member ended: what follows is the next one
-                chunk = self.decompressor.unused_data
-                self.decompressor = _decompressor(self.codec)
-        except _decompression_errors() as error:
-            self.buffer += b"".join(out)
-            raise StreamCut("corrupt compressed stream", f"corrupt compressed stream ({error})") from None
-        return b"".join(out)
+
+@dataclass
+class TooLong:
+    """A row over the byte limit, skipped unread: its whole size and its first bytes (for the reject)."""
+
+    size: int
+    head: bytes
+
+
+class RowBytes:
+    """The bytes of the row being read, gathered while they fit `limit`; past it, only the
+    count goes on (and the first HEAD_BYTES stay), so a 4 GB line costs no more than the limit."""
+
+    HEAD_BYTES = 8_000  # a reject's raw is 2,000 characters: 8,000 bytes covers them in any UTF-8
+
+    def __init__(self, limit: int):
+        self.limit, self.pieces, self.size, self.over = limit, [], 0, False
+
+    def add(self, piece: bytes) -> None:
+        if not piece:
+            return
+        self.size += len(piece)
+        if self.over:
+            return
+        self.pieces.append(piece)
+        if self.size > self.limit:
+            self.pieces, self.over = [self.first_bytes()], True
+
+    def first_bytes(self) -> bytes:
+        head, wanted = [], self.HEAD_BYTES
+        for piece in self.pieces:
+            if wanted <= 0:
+                break
+            head.append(piece[:wanted])
+            wanted -= len(head[-1])
+        return b"".join(head)
+
+    def take(self) -> bytes | TooLong:
+        """The row (or a TooLong for it); gathering starts over for the next one."""
+        row = TooLong(self.size, self.pieces[0]) if self.over else b"".join(self.pieces)
+        self.pieces, self.size, self.over = [], 0, False
+        return row
 
 
 @contextmanager

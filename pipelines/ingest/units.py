@@ -8,6 +8,7 @@ so a killed unit is simply redone and a finished one is never redone.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
@@ -20,6 +21,7 @@ import schemas
 from pipelines import runs, storage
 from pipelines.ingest import adapters, mathematics, normalize, readers
 from pipelines.ingest.plan import InputError, Unit
+from pipelines.ingest.settings import MAX_LINE_BYTES
 
 FLUSH_ROWS = 8_192
 _META = json.JSONEncoder(sort_keys=True, default=str)  # built once: `json.dumps(**options)` rebuilds it a row
@@ -50,7 +52,7 @@ class _RowBuffer:
         self.out.close()
 
 
-def process(unit: Unit, work_dir: str, buckets: int, max_chars: int) -> dict:
+def process(unit: Unit, work_dir: str, buckets: int, max_chars: int, max_line_bytes: int = MAX_LINE_BYTES) -> dict:
     """Read, adapt, normalise and stage one unit; returns (and records) its counts."""
     started = time.process_time()
     staged = [
@@ -61,7 +63,7 @@ def process(unit: Unit, work_dir: str, buckets: int, max_chars: int) -> dict:
     ]
     rejected = _RowBuffer(storage.join(work_dir, "rejects", f"{unit.key}.parquet"), schemas.SCHEMAS["rejects"])
     counts, reasons, file_problems = Counter(), Counter(), []
-    for row in _pool_rows(unit, max_chars):
+    for row in _pool_rows(unit, max_chars, max_line_bytes):
         counts["read"] += 1
         if "reason" in row:
             counts["rejected"] += 1
@@ -91,12 +93,17 @@ def process(unit: Unit, work_dir: str, buckets: int, max_chars: int) -> dict:
     return stats
 
 
-def _pool_rows(unit: Unit, max_chars: int) -> Iterator[dict]:
+def _pool_rows(unit: Unit, max_chars: int, max_line_bytes: int) -> Iterator[dict]:
     if unit.kind == "mathematics":
         yield from _generated_rows(unit, max_chars)
         return
     try:
-        for record in itertools.islice(readers.read(unit.location, unit.container), unit.max_rows or None):
+        records = readers.read(unit.location, unit.container, max_line_bytes)
+        for record in itertools.islice(records, unit.max_rows or None):
+            if not unit.format and record.data is not None:
+                # the plan's sample stops at a row too long (and reads with the default limit):
+                # the format is fitted to the first object here
+                unit = dataclasses.replace(unit, format=adapters.detect(set(record.data), unit.location))
             yield _row_or_reject(unit, record, max_chars)
     except OSError as error:  # the file went away or became unreadable after the plan
         raise InputError(f"{unit.location}: cannot read: {error}") from error
