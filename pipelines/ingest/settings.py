@@ -12,8 +12,8 @@ from pipelines.settings import Strict, repeated
 
 # A JSON Lines line or JSON array item past this is one "row too long" reject, skipped unread:
 # 16 MiB holds a max_text_chars conversation (100,000 characters, at most 12 bytes each as JSON
-# escapes: 1.2 MB) many times over, while parsing one (bytes, text, objects: about 10x) stays
-# near 160 MB a worker.
+# escapes: 1.2 MB) many times over, while reading and parsing a line at the limit took 49 MB
+# here (docs/ingest.md, "Bounded reading").
 MAX_LINE_BYTES = 16 * 2**20
 FORMATS = ("auto", "openai", "sharegpt", "alpaca", "gsm8k", "math", "qa", "cft")
 
