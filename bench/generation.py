@@ -250,8 +250,9 @@ def openai_side(work: Path, model: str, table: pa.Table, max_tokens: int) -> dic
     with LocalServer(model, served_name="bench", max_model_len=MAX_MODEL_LEN, threads=THREADS, kv_cache_gib=2,
                      log_path=work / "server.log") as server:  # fmt: skip
         for in_flight in (1, 8, 32):
-            engine = OpenAIEngineConfig(kind="openai", base_url=server.base_url, model="bench", api_key_env=None,
-                                        max_in_flight=in_flight, timeout_s=600)  # fmt: skip
+            engine = OpenAIEngineConfig(kind="openai", base_url=server.base_url, model="bench",
+                                        api_key_env=server.api_key_env, max_in_flight=in_flight,
+                                        timeout_s=600)  # fmt: skip
             started = time.perf_counter()
             summary = engines.generate(engine, table, sampling, str(work / f"openai-{in_flight}"))
             seconds = time.perf_counter() - started

@@ -88,7 +88,7 @@ def read(run_dir: Path, table: str):
 
 def test_student_over_http_teacher_in_ray_then_new_filters_reuse_every_generation(prepared, served, tmp_path):
     run_dir = copy_run(prepared, tmp_path)
-    student = {"kind": "openai", "base_url": served.base_url, "model": "tiny", "api_key_env": None}
+    student = {"kind": "openai", "base_url": served.base_url, "model": "tiny", "api_key_env": served.api_key_env}
     critique = {
         "questions": {"sources": ["mathematics"], "limit": 12, "seed": 3, "require_reference": True},
         "candidates": {"engine": student, "sampling": {"max_tokens": 24, "n": 2}},
@@ -153,7 +153,7 @@ def test_student_over_http_teacher_in_ray_then_new_filters_reuse_every_generatio
 def test_pool_candidates_openai_teacher_failures_are_retried_by_a_rerun(prepared, served, tmp_path):
     run_dir = copy_run(prepared, tmp_path)
     failing = lambda body, attempt: "500" if "FAILME" in body["messages"][-1]["content"] else None  # noqa: E731
-    with FaultProxy(served.base_url, failing) as proxy:
+    with FaultProxy(served, failing) as proxy:
         teacher = {"kind": "openai", "base_url": proxy.base_url, "model": "tiny", "api_key_env": None,
                    "max_retries": 1, "backoff_base_s": 0.05, "max_in_flight": 4}  # fmt: skip
         critique = {
@@ -183,7 +183,7 @@ def test_pool_candidates_openai_teacher_failures_are_retried_by_a_rerun(prepared
     schemas.check("rejects", rejects)
     assert rejects.num_rows == first["rows_rejected"]
 
-    with FaultProxy(served.base_url, lambda body, attempt: None) as healed:
+    with FaultProxy(served, lambda body, attempt: None) as healed:
         critique["teacher"]["engine"] = {**teacher, "base_url": healed.base_url}  # an address is not a setting
         config = make_config(run_dir, critique)
         second = critique_stage.run(config)["cft"]

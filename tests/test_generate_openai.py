@@ -26,12 +26,15 @@ KEY_ENV = "WINNOW_TEST_OPENAI_KEY"
 
 
 class FaultProxy:
-    """An aiohttp server in its own thread that forwards to `upstream` (…/v1), unless
+    """An aiohttp server in its own thread that forwards to the local `server` (…/v1, with its key), unless
     `plan(body, attempt)` names a fault: "429", "500", "401", "drop" or "slow". Requests are
     told apart by their `seed`, which the engine derives from (request id, completion)."""
 
-    def __init__(self, upstream: str, plan: Callable[[dict, int], str | None], key: str | None = None, slow_s=8.0):
-        self.upstream, self.plan, self.key, self.slow_s = upstream.rstrip("/"), plan, key, slow_s
+    def __init__(
+        self, server: LocalServer, plan: Callable[[dict, int], str | None], key: str | None = None, slow_s=8.0
+    ):
+        self.upstream, self.plan, self.key, self.slow_s = server.base_url.rstrip("/"), plan, key, slow_s
+        self.upstream_key = server.api_key  # the local server's own key, which the clients never see
         self.seen: dict[int, list[float]] = defaultdict(list)  # seed -> arrival times
         self.actions: list[tuple[int, str]] = []
         self.in_flight = self.max_in_flight = 0
@@ -103,7 +106,7 @@ class FaultProxy:
                 if self.stopping.is_set():
                     return web.json_response({"error": {"message": "proxy stopping"}}, status=503)
             url = f"{self.upstream}/{request.match_info['tail']}"
-            headers = {"Content-Type": "application/json"}
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.upstream_key}"}
             async with self.session.request(request.method, url, data=body, headers=headers) as upstream:
                 payload = await upstream.read()
                 return web.Response(body=payload, status=upstream.status, content_type="application/json")
@@ -123,6 +126,11 @@ def openai_engine_config(base_url: str, **overrides) -> OpenAIEngineConfig:
     settings = {"kind": "openai", "base_url": base_url, "model": "tiny", "api_key_env": None, "max_in_flight": 4,
                 "max_retries": 3, "timeout_s": 4.0, "backoff_base_s": 0.05, "backoff_max_s": 0.2}  # fmt: skip
     return OpenAIEngineConfig(**{**settings, **overrides})
+
+
+def direct_config(server: LocalServer) -> OpenAIEngineConfig:
+    """The local server itself, asked with the key it was started with."""
+    return openai_engine_config(server.base_url, api_key_env=server.api_key_env)
 
 
 QUESTIONS = [f"Question {i}: what is {i} times 3?" for i in range(20)]
@@ -150,7 +158,7 @@ def plan_for(faults: dict[int, str]) -> Callable[[dict, int], str | None]:
 def test_direct_generation_against_vllm_serve(server, tmp_path):
     sampling = Sampling(temperature=0.7, max_tokens=16, n=2, seed=SEED)
     requests = requests_table(QUESTIONS[:6] + ["7 " * 600])  # the last is over the served context
-    summary = engines.generate(openai_engine_config(server.base_url), requests, sampling, str(tmp_path / "out"))
+    summary = engines.generate(direct_config(server), requests, sampling, str(tmp_path / "out"))
     assert (summary["ok"], summary["failed"], summary["completions"]) == (12, 2, 14)
     table = engines.read_results(str(tmp_path / "out"), requests, 2).to_pylist()
     failed = [r for r in table if r["status"] == "failed"]
@@ -160,7 +168,7 @@ def test_direct_generation_against_vllm_serve(server, tmp_path):
     for row in table:
         if row["status"] == "ok":
             assert 1 <= row["output_tokens"] <= 16 and row["prompt_tokens"] > 5 and row["finish_reason"]
-    again = engines.generate(openai_engine_config(server.base_url), requests, sampling, str(tmp_path / "out"))
+    again = engines.generate(direct_config(server), requests, sampling, str(tmp_path / "out"))
     assert again["asked"] == 0  # too long for the served context: the same request would fail again
 
 
@@ -171,7 +179,7 @@ def test_faults_end_ok_or_failed_and_a_rerun_retries_only_failures(server, tmp_p
     requests = requests_table(QUESTIONS)
     out_dir = str(tmp_path / "faulty")
     engine = openai_engine_config("", api_key_env=KEY_ENV)
-    with FaultProxy(server.base_url, plan_for(FAULTS), key=secret) as proxy:
+    with FaultProxy(server, plan_for(FAULTS), key=secret) as proxy:
         summary = engines.generate(engine.model_copy(update={"base_url": proxy.base_url}), requests, sampling, out_dir)
     assert (summary["completions"], summary["ok"], summary["failed"], summary["missing"]) == (20, 18, 2, 0)
     assert 1 < proxy.max_in_flight <= 4  # concurrent, and bounded
@@ -187,7 +195,7 @@ def test_faults_end_ok_or_failed_and_a_rerun_retries_only_failures(server, tmp_p
     assert second - first >= 0.95  # Retry-After: 1 was honoured
     attempted_seeds = Counter(seed for seed, _ in proxy.actions)
 
-    with FaultProxy(server.base_url, lambda body, attempt: None, key=secret) as healed:
+    with FaultProxy(server, lambda body, attempt: None, key=secret) as healed:
         again = engines.generate(engine.model_copy(update={"base_url": healed.base_url}), requests, sampling, out_dir)
     assert again["asked"] == 2 and again["ok"] == 20
     assert set(healed.seen) == {seed_of(7), seed_of(8)}  # only the failed rows were asked again
@@ -197,7 +205,7 @@ def test_faults_end_ok_or_failed_and_a_rerun_retries_only_failures(server, tmp_p
     assert sum(attempted_seeds.values()) == sum(expected_attempts.get(i, 1) for i in range(20))
 
     direct_dir = str(tmp_path / "direct")
-    engines.generate(openai_engine_config(server.base_url), requests, sampling, direct_dir)
+    engines.generate(direct_config(server), requests, sampling, direct_dir)
     direct = {r["request_id"]: r["output"] for r in engines.read_results(direct_dir, requests).to_pylist()}
     assert all(direct[f"q{i}"] == final[i]["output"] for i in final)  # retries do not change outputs
 
@@ -232,7 +240,7 @@ def test_a_killed_run_keeps_its_parts_and_the_next_asks_only_for_the_rest(server
     out_dir = tmp_path / "out"
     sampling = Sampling(temperature=0.7, max_tokens=16, seed=SEED)
     slow_after_six = lambda body, attempt: "slow" if len(proxy.actions) > 6 else None  # noqa: E731
-    with FaultProxy(server.base_url, slow_after_six, slow_s=60) as proxy:
+    with FaultProxy(server, slow_after_six, slow_s=60) as proxy:
         engine = openai_engine_config(proxy.base_url, max_in_flight=2, rows_per_part=2, timeout_s=120)
         job = {"engine": engine.model_dump(), "sampling": sampling.model_dump(), "out_dir": str(out_dir),
                "requests": str(tmp_path / "requests.parquet")}  # fmt: skip
@@ -244,7 +252,7 @@ def test_a_killed_run_keeps_its_parts_and_the_next_asks_only_for_the_rest(server
         child.wait()
     written = pq.read_table(out_dir).num_rows  # the parts the killed run finished
     assert 6 <= written < 20
-    with FaultProxy(server.base_url, lambda body, attempt: None) as healed:
+    with FaultProxy(server, lambda body, attempt: None) as healed:
         summary = engines.generate(openai_engine_config(healed.base_url), requests, sampling, str(out_dir))
     assert summary["asked"] == 20 - written and summary["ok"] == 20
     table = engines.read_results(str(out_dir), requests)
