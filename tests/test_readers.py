@@ -117,12 +117,13 @@ def test_compressed_bombs_are_decompressed_in_bounded_steps(tmp_path):
 
 def test_stream_reads_stay_near_the_size_asked_for(tmp_path):
     _write_bombs(tmp_path, 32 << 20)
-    for suffix in (".gz", ".bz2", ".zst"):
+    held = {".gz": 2 << 20, ".bz2": 2 << 20, ".zst": 33 << 20}  # a read, plus a step of 1 MiB (zstd: 32 MiB)
+    for suffix, most in held.items():
         with streams.open_stream(str(tmp_path / f"bomb.jsonl{suffix}")) as stream:
             sizes = set()
             while chunk := stream.read(1 << 20):
                 sizes.add(len(chunk))
-                assert len(stream.buffer) <= 33 << 20, suffix
+                assert len(stream.buffer) <= most, suffix
             assert sizes == {1 << 20}, suffix
 
 
