@@ -59,6 +59,27 @@ def task_options() -> dict:
     return {"max_retries": TASK_MAX_RETRIES, "retry_exceptions": TASK_RETRY_EXCEPTIONS}
 
 
+def refuse_starving_pool(label: str, setting: str, pool_cpus: float, io_cpus: float) -> None:
+    """On an embedded Ray, whose CPUs are fixed, refuse an actor pool that leaves Ray Data's
+    reads and writes less than the `io_cpus` they ask for: the pool would start, no block would
+    ever reach it, and the stage would wait for ever without a word (seen: `num_cpus: 2` on 2
+    CPUs sat 11.5 minutes). A cluster can grow, and the capacity guard watches it instead."""
+    import ray
+
+    from pipelines import ray_runtime
+    from pipelines.config import ConfigError
+
+    if not ray_runtime.embedded():
+        return
+    total = ray.cluster_resources().get("CPU", 0.0)
+    if pool_cpus + io_cpus > total + 1e-9:
+        raise ConfigError(
+            f"{label}: {setting} ask for {pool_cpus:g} of the embedded Ray's {total:g} CPUs, leaving less than "
+            f"the {io_cpus:g} CPU its reads and writes need, so the stage would wait for ever; lower them "
+            "(or give the run more CPUs with ray.num_cpus)"
+        )
+
+
 def actor_options() -> dict:
     """Ray remote options of a pool actor (Ray Data's map_batches with a class)."""
     return {"max_restarts": ACTOR_MAX_RESTARTS, "max_task_retries": ACTOR_MAX_TASK_RETRIES}

@@ -28,7 +28,14 @@ from pipelines.config import RayConfig
 CONNECT_SECONDS = 10
 LOOPBACK = "127.0.0.1"
 _EMBEDDED_TOKEN = secrets.token_hex(32)  # one per driver process: Ray caches the token it first reads
-_run: dict = {"run_dir": None, "address": None, "started_here": False, "watchdog": None, "record": None}
+_run: dict = {
+    "run_dir": None,
+    "address": None,
+    "started_here": False,
+    "watchdog": None,
+    "record": None,
+    "embedded": False,
+}
 
 
 class RayAddressError(ConnectionError):
@@ -79,6 +86,7 @@ def ensure_ray(config: RayConfig) -> None:
 
 
 def _join(ray, address: str, origin: str, logs: str | None) -> None:
+    _run["embedded"] = False
     _check_reachable(address, origin)
     try:
         ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
@@ -115,6 +123,7 @@ def _start_embedded(ray, config: RayConfig, logs: str | None) -> None:
     if (node_ip := ray.util.get_node_ip_address()) != LOOPBACK:
         run_logs.say(f"ray: warning: the embedded Ray listens on {node_ip}, not only {LOOPBACK} (its token guards it)")
     _run["started_here"] = _run["run_dir"] is not None  # a command's own Ray, ended by `shutdown`
+    _run["embedded"] = True  # its CPUs are fixed: fault_tolerance.refuse_starving_pool checks against them
     cpus = int(ray.cluster_resources().get("CPU", 0))
     if logs is None:
         return
@@ -184,6 +193,11 @@ def refresh_record() -> None:
     """Record the embedded Ray's processes again (actors and workers start as stages run)."""
     if _run["record"] is not None and _run["watchdog"] is not None:
         ray_processes.record(_run["record"], _run["watchdog"].pid)
+
+
+def embedded() -> bool:
+    """Whether this process started the Ray it uses (an embedded one, whose CPUs never grow)."""
+    return _run["embedded"]
 
 
 def shutdown() -> None:

@@ -177,6 +177,10 @@ def run(engine: VllmEngineConfig, ref, sampling: Sampling, pending_file: str, pa
     from pipelines.score import parts
     from pipelines.score.source import RowGroups
 
+    pool_cpus = engine.concurrency * engine.num_cpus
+    fault_tolerance.refuse_starving_pool(
+        "generate", "the vllm engine's num_cpus x concurrency", pool_cpus, engine.io_cpus
+    )
     # A lost engine is restarted and its batches asked again; a lost write is redone under
     # the same part name (its keys' hash): no prompt is lost, none is answered twice.
     retries = fault_tolerance.task_options()

@@ -45,7 +45,7 @@ def selectit_scorer(config, settings) -> Scorer:
                 dataset = dataset.map_batches(
                     SelectitActor,
                     fn_constructor_args=(ref.location, ref.trust_remote_code, index, actor_settings),
-                    **_actor_pool(settings),
+                    **_actor_pool(settings, "score selectit"),
                 )
             combine = {"n_models": len(refs), "alpha": settings.alpha, "weights": settings.weights}
             return dataset.map_batches(selectit.combine, batch_format="pyarrow", num_cpus=0.25, fn_kwargs=combine)
@@ -87,7 +87,9 @@ def less_scorer(config, settings) -> Scorer:
 
         def apply(dataset):
             return dataset.map_batches(
-                less.LessActor, fn_constructor_args=(model, means, actor_settings), **_actor_pool(settings)
+                less.LessActor,
+                fn_constructor_args=(model, means, actor_settings),
+                **_actor_pool(settings, "score less"),
             )
 
         return _write(files, apply, parts_dir, "scores/less", settings, progress)
@@ -111,9 +113,12 @@ def _sample(settings) -> dict:
     return {"sample": [settings.sample_fraction, settings.sample_seed]} if settings.sample_fraction < 1 else {}
 
 
-def _actor_pool(settings) -> dict:
+def _actor_pool(settings, label: str) -> dict:
     import ray.data
 
+    pool_cpus = settings.concurrency * settings.num_cpus
+    setting = f"score.{label.split()[-1]}.num_cpus x concurrency"
+    fault_tolerance.refuse_starving_pool(label, setting, pool_cpus, parts.ACTOR_IO_CPUS)
     return {
         "batch_format": "pyarrow",
         "batch_size": settings.rows_per_call,

@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 import schemas
 from pipelines import storage, views
 
+ACTOR_IO_CPUS = 0.25  # a read or write task beside an actor pool: a fraction, so the pool never starves it
+
 
 def part_name(ids: list[str]) -> str:
     return f"part-{hashlib.sha256(chr(10).join(ids).encode()).hexdigest()[:20]}.parquet"
@@ -49,7 +51,7 @@ def map_and_write(
     table: str,
     rows_per_part: int,
     progress,
-    io_cpus: float = 0.25,
+    io_cpus: float = ACTOR_IO_CPUS,
     rows_per_block: int | None = None,
 ) -> float:
     """Ray Data: read the input files, `apply` the scoring maps, write parts; CPU seconds used.

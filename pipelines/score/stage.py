@@ -81,7 +81,7 @@ def _embedding(config, settings) -> Scorer:
                 fn_constructor_kwargs=actor_args,
                 batch_format="pyarrow",
                 batch_size=settings.rows_per_call,  # encode sorts a call's texts by length
-                compute=_actors(settings.concurrency),
+                compute=_actors("score embedding", settings),
                 num_cpus=settings.num_cpus,
                 num_gpus=settings.num_gpus,
                 **fault_tolerance.actor_options(),
@@ -141,7 +141,7 @@ def _model_loss(config, settings) -> Scorer:
                 fn_constructor_args=(ref.location, ref.trust_remote_code, actor_settings),
                 batch_format="pyarrow",
                 batch_size=settings.rows_per_call,
-                compute=_actors(settings.concurrency),
+                compute=_actors("score model_loss", settings),
                 num_cpus=settings.num_cpus,
                 num_gpus=settings.num_gpus,
                 **fault_tolerance.actor_options(),
@@ -213,10 +213,15 @@ def _scoring_model(config, name: str) -> loading.ModelRef:
     return train_stage.model_ref(config, name)
 
 
-def _actors(size: int):
+def _actors(label: str, settings):
+    """The scorer's actor pool, refused first where it would starve the reads (embedded Ray)."""
     import ray.data
 
-    return ray.data.ActorPoolStrategy(size=size)
+    pool_cpus = settings.concurrency * settings.num_cpus
+    fault_tolerance.refuse_starving_pool(
+        label, f"score.{label.split()[-1]}.num_cpus x concurrency", pool_cpus, parts.ACTOR_IO_CPUS
+    )
+    return ray.data.ActorPoolStrategy(size=settings.concurrency)
 
 
 BUILDERS = {
