@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.text import Text
 
 from pipelines import config as config_module
-from pipelines import experiment, failures, ray_runtime, run_lock, run_logs, storage, uris, views
-from pipelines.display import result_table, visible
+from pipelines import display, experiment, failures, ray_runtime, run_lock, run_logs, storage, uris, views
+from pipelines.display import visible
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Score, select and train on instruction data, on Ray."
@@ -288,7 +288,7 @@ def _prompt(connection) -> None:
 
 def _print_result(title: str, columns: list[str], rows: list[tuple]) -> None:
     """Cells verbatim: no markup, and what would act on a terminal shown escaped (pipelines.display)."""
-    console.print(result_table(title, columns, rows))
+    console.print(display.result(title, columns, rows, console.width))
 
 
 def main() -> None:

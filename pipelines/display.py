@@ -29,9 +29,36 @@ def visible(text: str) -> str:
     return _ACTING.sub(_escape, text)
 
 
+def _text(value) -> str:
+    return "" if value is None else visible(str(value))
+
+
 def cell(value) -> Text:
     """A value as a table cell, verbatim: None is empty."""
     return Text("" if value is None else visible(str(value)))
+
+
+def result(title: str, columns: list[str], rows: list[tuple], width: int) -> Table | Text:
+    """A table where its natural width fits `width` columns; else a compact form, a row a
+    paragraph of `column: value` pairs (a long verdict wrapped a word a line in a table)."""
+    if _natural_width(columns, rows) <= width:
+        return result_table(title, columns, rows)
+    compact = Text(visible(str(title)) + "\n", style="italic")
+    for row in rows:
+        pairs = [f"{visible(str(column))}: {_text(value)}" for column, value in zip(columns, row, strict=True)]
+        compact.append(pairs[0] + "\n", style="bold")
+        compact.append("  " + " · ".join(pairs[1:]) + "\n")
+    return compact
+
+
+def _natural_width(columns: list[str], rows: list[tuple]) -> int:
+    """Columns as wide as their longest line, with rich's borders and padding (3 a column + 1)."""
+    widths = [len(str(column)) for column in columns]
+    for row in rows:
+        for index, value in enumerate(row):
+            longest = max((len(line) for line in _text(value).splitlines()), default=0)
+            widths[index] = max(widths[index], longest)
+    return sum(widths) + 3 * len(columns) + 1
 
 
 def result_table(title: str, columns: list[str], rows: list[tuple]) -> Table:
