@@ -70,3 +70,27 @@ LESS = pa.schema(
         pa.field("truncated", pa.bool_(), nullable=False),  # the example was cut to max_length
     ]
 )
+
+# Contamination (scores/contamination): one row per pool row. The columns hold the row's
+# strongest match (highest overlap; an exact match first at equal overlap); `matches` every
+# match. A question shorter than its benchmark's n matches only exactly: matched_ngrams 1.
+CONTAMINATION_MATCH = pa.struct(
+    [
+        pa.field("benchmark", pa.string()),
+        pa.field("question_id", pa.string()),
+        pa.field("matched_ngrams", pa.int32()),
+        pa.field("overlap", pa.float64()),
+    ]
+)
+CONTAMINATION = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("contaminated", pa.bool_(), nullable=False),
+        pa.field("benchmark", pa.string()),  # null when clean
+        pa.field("question_id", pa.string()),  # null when clean
+        pa.field("matched_ngrams", pa.int32(), nullable=False),  # the question's n-grams found in the row; 0 clean
+        pa.field("overlap", pa.float64(), nullable=False),  # matched / the question's n-grams; 1.0 exact; 0 clean
+        pa.field("match", pa.string()),  # "ngram", "exact" or null
+        pa.field("matches", pa.list_(CONTAMINATION_MATCH), nullable=False),
+    ]
+)

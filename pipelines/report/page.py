@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import html
 
-from pipelines.report import evidence
+from pipelines.report import cleaning, evidence
 from pipelines.report.comparisons import format_accuracy, format_difference, format_p
 
 STYLE = """
@@ -185,5 +185,5 @@ verdict says it ignores training noise, beside the seed spread there is to see.<
 <h2>Plots</h2>
 {"".join(figures)}
 {absent_html}
-{evidence.section(run_dir)}</body></html>
+{cleaning.section(run_dir)}{evidence.section(run_dir)}</body></html>
 """

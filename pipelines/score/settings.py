@@ -6,8 +6,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from pipelines.evaluate.settings import Benchmark
 from pipelines.fences import Name
-from pipelines.settings import Strict
+from pipelines.settings import Strict, repeated
 from pipelines.train.settings import LoraSettings
 
 TEXTS = ("conversation", "prompt", "response", "json")
@@ -169,6 +170,28 @@ class LessScorer(Sampled):
     rows_per_part: int = Field(default=10_000, gt=0)
 
 
+class ContaminationScorer(Strict):
+    """Pool rows against benchmark questions: word n-grams as GPT-3 and DataTrove check them,
+    and the whole normalised question (docs/cleaning.md, "Contamination")."""
+
+    n: int = Field(default=13, gt=1)  # GPT-3's 13-gram, the longest n a benchmark gets
+    min_n: int = Field(default=8, gt=0)  # the shortest (GPT-3's floor: shorter n-grams collide by chance)
+    min_matched_ngrams: int = Field(default=1, gt=0)  # a question's n-grams a row must hold
+    min_overlap: float = Field(default=0.5, ge=0, le=1)  # and that fraction of them (0: GPT-3's any one)
+    evaluate_benchmarks: bool = True  # check against every benchmark of the `evaluate:` section
+    # more benchmarks (the issue's `decontaminate.benchmarks`), written as `evaluate.benchmarks` entries
+    benchmarks: list[Benchmark] = []
+    rows_per_part: int = Field(default=100_000, gt=0)
+
+    @model_validator(mode="after")
+    def _n_range(self):
+        if self.min_n > self.n:
+            raise ValueError(f"min_n ({self.min_n}) must be at most n ({self.n})")
+        if twice := repeated(benchmark.name for benchmark in self.benchmarks):
+            raise ValueError(f"benchmark names must be unique; repeated: {twice}")
+        return self
+
+
 class ScoreConfig(Strict):
     compression: CompressionScorer | None = None
     embedding: EmbeddingScorer | None = None
@@ -176,3 +199,4 @@ class ScoreConfig(Strict):
     clusters: ClustersScorer | None = None
     selectit: SelectitScorer | None = None
     less: LessScorer | None = None
+    contamination: ContaminationScorer | None = None

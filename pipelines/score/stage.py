@@ -6,10 +6,10 @@ from pipelines import fault_tolerance
 from pipelines.config import ExperimentConfig
 from pipelines.models import loading
 from pipelines.ray_runtime import ensure_ray
-from pipelines.score import clusters, compression, costly, embedding, model_loss, parts
+from pipelines.score import clusters, compression, contamination_benchmarks, costly, embedding, model_loss, parts
 from pipelines.score.runner import Scorer, run
 
-ORDER = ("compression", "embedding", "model_loss", "clusters", "selectit", "less")
+ORDER = ("compression", "embedding", "model_loss", "clusters", "selectit", "less", "contamination")
 POOL_COLUMNS = ["id", "messages"]
 
 
@@ -231,4 +231,5 @@ BUILDERS = {
     "clusters": _clusters,
     "selectit": costly.selectit_scorer,
     "less": costly.less_scorer,
+    "contamination": contamination_benchmarks.scorer,
 }

@@ -1,0 +1,99 @@
+"""The report's "Contamination" section: pool rows that contain benchmark questions
+(scores/contamination, docs/cleaning.md), counted by source and benchmark, a few of them,
+and whether any trained arm's data held one.
+
+The counts and examples are the named queries `contamination` and `contamination_examples`
+(`winnow sql RUN contamination` shows the same rows). An arm's data is its training
+manifest's `data`: `selection:NAME` (the selection's rows) or `cft` (the pool questions its
+CFT examples came from); a file given by path was made outside the run and is not checked.
+Every value is escaped; the examples are a collapsed <details>. No table: no section.
+"""
+
+from __future__ import annotations
+
+import html
+
+from pipelines import views
+from pipelines.report import results
+
+ARM_QUERIES = {  # values bound as $parameters; names are ours
+    "selection": (
+        "SELECT count(*) FROM selections AS s JOIN scores_contamination AS c USING (id) "
+        "WHERE s.selection = $name AND c.contaminated"
+    ),
+    "cft": (
+        "SELECT count(DISTINCT f.question_id) FROM cft AS f "
+        "JOIN scores_contamination AS c ON c.id = f.question_id WHERE c.contaminated"
+    ),
+}
+
+
+def section(run_dir: str) -> str:
+    """The section's HTML; empty when the run has no contamination table."""
+    connection = views.connect(run_dir)
+    present = set(views.views(connection))
+    if not {"scores_contamination", "pool"} <= present:
+        return ""
+    (flagged, total) = connection.execute(
+        "SELECT count(*) FILTER (WHERE contaminated), count(*) FROM scores_contamination"
+    ).fetchone()
+    summary = f"{flagged} of {total} pool rows contain a benchmark question (prompt or response)."
+    body = [f'<p class="note">{html.escape(summary)} <code>winnow sql RUN contamination</code> lists them.</p>']
+    if flagged:
+        body.append(_table(*views.run_query(connection, "contamination")))
+        body.append(
+            "<details><summary>A few contaminated rows</summary>"
+            + _table(*views.run_query(connection, "contamination_examples"))
+            + "</details>"
+        )
+    body.append(_arms(connection, present))
+    return '<section id="contamination">\n<h2>Contamination</h2>\n' + "\n".join(body) + "\n</section>\n"
+
+
+def trained_arms(connection, present: set[str]) -> list[tuple[str, str | None, int | None]]:
+    """(arm run, its data reference, contaminated rows in that data or None when not checkable)."""
+    checked = []
+    for table, manifest in sorted(results.manifests_by_table(connection).items()):
+        if not table.startswith("models/"):
+            continue
+        reference = manifest.get("data")
+        checked.append((table.removeprefix("models/"), reference, contaminated_in(connection, present, reference)))
+    return checked
+
+
+def contaminated_in(connection, present: set[str], reference: str | None) -> int | None:
+    if reference and reference.startswith("selection:") and "selections" in present:
+        name = reference.removeprefix("selection:")
+        return connection.execute(ARM_QUERIES["selection"], {"name": name}).fetchone()[0]
+    if reference == "cft" and "cft" in present:
+        return connection.execute(ARM_QUERIES["cft"]).fetchone()[0]
+    return None
+
+
+def _arms(connection, present: set[str]) -> str:
+    arms = trained_arms(connection, present)
+    if not arms:
+        return '<p class="note">No arm has been trained yet.</p>'
+    dirty = [f"{arm} ({count} rows)" for arm, _, count in arms if count]
+    unknown = [arm for arm, _, count in arms if count is None]
+    verdict = (
+        f"Trained on contaminated rows: {', '.join(dirty)}." if dirty else "No trained arm saw a contaminated row."
+    )
+    if unknown:
+        verdict += f" Not checkable (data made outside this run): {', '.join(unknown)}."
+    return f'<p class="conclusion">{html.escape(verdict)}</p>'
+
+
+def _table(columns: list[str], rows: list[tuple]) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    lines = [f"<table><tr>{head}</tr>"]
+    for row in rows:
+        cells = "".join(f'<td class="text">{html.escape(_text(value))}</td>' for value in row)
+        lines.append(f"<tr>{cells}</tr>")
+    return "\n".join(lines) + "</table>"
+
+
+def _text(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)
