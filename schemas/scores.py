@@ -94,3 +94,13 @@ CONTAMINATION = pa.schema(
         pa.field("matches", pa.list_(CONTAMINATION_MATCH), nullable=False),
     ]
 )
+
+# Near-duplicates (scores/near_dup): MinHash-LSH clusters verified by the true Jaccard.
+NEAR_DUP = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("cluster", pa.string(), nullable=False),  # the kept row's id; a row alone is its own cluster
+        pa.field("cluster_size", pa.int32(), nullable=False),  # rows in the cluster (1: no near-duplicate)
+        pa.field("keep", pa.bool_(), nullable=False),  # the cluster's kept row; selections skip the others
+    ]
+)

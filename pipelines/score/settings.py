@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from pipelines.evaluate.settings import Benchmark
 from pipelines.fences import Name
+from pipelines.score.near_dup_settings import NearDupScorer
 from pipelines.settings import Strict, repeated
 from pipelines.train.settings import LoraSettings
 
@@ -199,4 +200,5 @@ class ScoreConfig(Strict):
     clusters: ClustersScorer | None = None
     selectit: SelectitScorer | None = None
     less: LessScorer | None = None
+    near_dup: NearDupScorer | None = None
     contamination: ContaminationScorer | None = None

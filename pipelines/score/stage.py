@@ -7,9 +7,10 @@ from pipelines.config import ExperimentConfig
 from pipelines.models import loading
 from pipelines.ray_runtime import ensure_ray
 from pipelines.score import clusters, compression, contamination_benchmarks, costly, embedding, model_loss, parts
+from pipelines.score.near_dup import scorer as near_dup_scorer
 from pipelines.score.runner import Scorer, run
 
-ORDER = ("compression", "embedding", "model_loss", "clusters", "selectit", "less", "contamination")
+ORDER = ("compression", "embedding", "model_loss", "clusters", "selectit", "less", "near_dup", "contamination")
 POOL_COLUMNS = ["id", "messages"]
 
 
@@ -231,5 +232,6 @@ BUILDERS = {
     "clusters": _clusters,
     "selectit": costly.selectit_scorer,
     "less": costly.less_scorer,
+    "near_dup": near_dup_scorer,
     "contamination": contamination_benchmarks.scorer,
 }

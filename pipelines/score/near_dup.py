@@ -1,0 +1,232 @@
+"""Near-duplicates: MinHash-LSH over word shingles, verified by the true Jaccard, clustered.
+
+1. Ray Data over the pool: each row's normalised text, word shingles, a MinHash signature
+   (rensa), one key a band -> (band, key, id) Parquet in the scorer's work folder.
+2. DuckDB groups the band rows by (band, key) (spilling to disk past its memory limit):
+   rows sharing a bucket are candidate pairs. A bucket above `max_bucket` rows pairs each
+   member with its lowest id only, so one boilerplate band cannot ask for n^2 pairs.
+3. Each candidate pair's true Jaccard over the shingle sets (recomputed for the rows in a
+   pair only); pairs below the threshold (LSH false positives) are dropped here.
+4. Connected components of the verified pairs (scipy) are the clusters.
+5. The kept row of a cluster: its lowest id, or (`keep: best`) the best row by a score column.
+6. Every pool row gets a row of scores/near_dup: a row in no pair is its own cluster of one.
+
+The global result is saved in the work folder before parts are written, so a run killed
+while writing parts writes the rest from it; the pool's identity is in the scorer's identity,
+so a grown pool is clustered again as a whole (a new row may duplicate an old one).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+import schemas
+from pipelines import runs, storage, views
+from pipelines.score import near_dup_minhash, parts, render
+from pipelines.score.runner import Scorer
+
+COLUMNS = ["id", "messages"]
+RESULT = "near_dup_result.parquet"  # in the work folder: (id, cluster, cluster_size) of clustered rows
+
+
+def scorer(config, settings) -> Scorer:
+    bands, rows = settings.bands_and_rows()
+    task_settings = {
+        "threshold": settings.threshold,
+        "shingle": settings.shingle,
+        "bands": bands,
+        "rows": rows,
+        "seed": settings.seed,
+        "text": settings.text,
+        "max_bucket": settings.max_bucket,
+        "keep": settings.keep,
+        "keep_by": settings.keep_by,
+        "keep_order": settings.keep_order,
+        "rows_per_part": settings.rows_per_part,
+    }
+    identity = {"scorer": "near_dup", **{k: v for k, v in task_settings.items() if k != "rows_per_part"}}
+    identity["pool"] = _identity_hash(config.run_dir, "pool")  # a grown pool is clustered again, whole
+    if settings.keep == "best":
+        identity["keep_by_table"] = _identity_hash(config.run_dir, f"scores/{settings.keep_by.split('.')[0]}")
+
+    def score(files, parts_dir, progress):
+        import ray
+
+        work = parts_dir.rsplit("/", 1)[0]
+        started = time.process_time()
+        cpu = 0.0
+        if not storage.exists(storage.join(work, RESULT)):
+            cpu += write_band_rows(files, storage.join(work, "bands"), task_settings)
+            keep_files = views.table_files(config.run_dir).get(f"scores_{settings.keep_by.split('.')[0]}", [])
+            task = ray.remote(num_cpus=1)(cluster_rows)
+            cpu += ray.get(task.remote(files, work, task_settings, keep_files if settings.keep == "best" else []))
+        cpu += write_parts(files, work, parts_dir, task_settings)
+        progress.advance(parts.count_rows(files))
+        return cpu + time.process_time() - started
+
+    return Scorer("near_dup", identity, "pool", COLUMNS, score)
+
+
+def _identity_hash(run_dir: str, table: str) -> str | None:
+    manifest = runs.read_manifest(run_dir, table)
+    return None if manifest is None else runs.stable_hash(manifest["identity"])
+
+
+def sign_block(batch: pa.Table, bands_dir: str, settings: dict) -> pa.Table:
+    """Ray Data map: a block of pool rows -> its band rows, written as one Parquet file."""
+    started = time.process_time()
+    ids = batch.column("id").to_pylist()
+    texts = render.render_column(batch.column("messages"), settings["text"]).to_pylist()
+    table = near_dup_minhash.band_rows(ids, texts, settings)
+    storage.write_parquet_atomic(table, storage.join(bands_dir, parts.part_name(ids)))
+    return pa.table({"rows": [len(ids)], "cpu_seconds": [time.process_time() - started]})
+
+
+def write_band_rows(files: list[str], bands_dir: str, settings: dict) -> float:
+    """Step 1 on Ray Data, a read, sign and write fused into one task a block; CPU seconds."""
+    import ray
+    import ray.data
+
+    from pipelines import fault_tolerance
+    from pipelines.score.source import RowGroups
+
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    source = RowGroups(files, COLUMNS, settings["rows_per_part"], workers=slots)
+    retries = fault_tolerance.task_options()
+    dataset = ray.data.read_datasource(source, override_num_blocks=source.num_tasks(), ray_remote_args=retries)
+    dataset = dataset.map_batches(
+        sign_block,
+        batch_size=None,  # whole read blocks, so Ray Data fuses the read in
+        batch_format="pyarrow",
+        fn_kwargs={"bands_dir": bands_dir, "settings": settings},
+        **retries,
+    )
+    return sum(row["cpu_seconds"] for row in dataset.iter_rows())
+
+
+_PAIRS_SQL = """
+WITH buckets AS (
+    SELECT band, key, count(*) AS size, min(id) AS lowest FROM bands GROUP BY band, key HAVING count(*) > 1
+), members AS (
+    SELECT b.band, b.key, b.id, k.size, k.lowest FROM bands b JOIN buckets k USING (band, key)
+)
+SELECT DISTINCT a.id AS left_id, c.id AS right_id
+FROM members a JOIN members c ON a.band = c.band AND a.key = c.key AND a.id < c.id
+WHERE a.size <= $max_bucket OR a.id = a.lowest
+"""
+
+
+def candidate_pairs(bands_dir: str, max_bucket: int) -> pa.Table:
+    """Step 2: distinct (left_id, right_id) pairs sharing a band bucket, left_id < right_id."""
+    connection = views.duckdb_connection(keep_order=False)
+    views.relation(connection, parts.parquet_files(bands_dir)).create_view("bands")
+    return connection.sql(_PAIRS_SQL, params={"max_bucket": max_bucket}).to_arrow_table()
+
+
+def verified_pairs(pairs: pa.Table, shingle_sets: dict[str, set[str]], threshold: float) -> pa.Table:
+    """Step 3: the candidate pairs whose true Jaccard reaches the threshold, with it."""
+    lefts, rights = pairs.column("left_id").to_pylist(), pairs.column("right_id").to_pylist()
+    similarity = np.array(
+        [near_dup_minhash.jaccard(shingle_sets[a], shingle_sets[b]) for a, b in zip(lefts, rights, strict=True)],
+        dtype=np.float64,
+    )
+    mask = pa.array(similarity >= threshold) if len(similarity) else pa.array([], pa.bool_())
+    return pairs.append_column("jaccard", pa.array(similarity, pa.float64())).filter(mask)
+
+
+def components(pairs: pa.Table) -> tuple[list[str], np.ndarray]:
+    """Step 4: (ids in a verified pair, sorted; the component label of each)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ids = sorted(set(pairs.column("left_id").to_pylist()) | set(pairs.column("right_id").to_pylist()))
+    position = {row_id: index for index, row_id in enumerate(ids)}
+    left = np.array([position[i] for i in pairs.column("left_id").to_pylist()], dtype=np.int64)
+    right = np.array([position[i] for i in pairs.column("right_id").to_pylist()], dtype=np.int64)
+    graph = coo_matrix((np.ones(len(left), np.int8), (left, right)), shape=(len(ids), len(ids)))
+    _, labels = connected_components(graph, directed=False)
+    return ids, labels
+
+
+def representatives(ids: list[str], labels: np.ndarray, scores: dict[str, float] | None, order: str) -> list[str]:
+    """Step 5: each row's cluster representative: the lowest id, or the best score (ties and
+    rows without a score: the lowest id; with a score beats without)."""
+    best: dict[int, tuple] = {}
+    sign = -1.0 if order == "max" else 1.0
+    for row_id, label in zip(ids, labels.tolist(), strict=True):  # ids are sorted: the first seen is the lowest
+        value = None if scores is None else scores.get(row_id)
+        rank = (0, sign * value) if value is not None and not np.isnan(value) else (1, 0.0)
+        if label not in best or rank < best[label][0]:
+            best[label] = (rank, row_id)
+    return [best[label][1] for label in labels.tolist()]
+
+
+def cluster_rows(files: list[str], work: str, settings: dict, keep_files: list[str]) -> float:
+    """Steps 2-5 as one Ray task; saves the clustered rows as RESULT; its CPU seconds."""
+    started = time.process_time()
+    pairs = candidate_pairs(storage.join(work, "bands"), settings["max_bucket"])
+    involved = set(pairs.column("left_id").to_pylist()) | set(pairs.column("right_id").to_pylist())
+    shingle_sets = {
+        row_id: near_dup_minhash.shingles(text, settings["shingle"])
+        for row_id, text in _texts(files, involved, settings["text"])
+    }
+    verified = verified_pairs(pairs, shingle_sets, settings["threshold"])
+    ids, labels = components(verified)
+    scores = _keep_scores(keep_files, settings["keep_by"], ids) if keep_files else None
+    chosen = representatives(ids, labels, scores, settings["keep_order"])
+    sizes = np.bincount(labels)[labels] if len(labels) else np.array([], np.int64)
+    result = pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "cluster": pa.array(chosen, pa.string()),
+            "cluster_size": pa.array(sizes, pa.int32()),
+        }
+    )
+    storage.write_parquet_atomic(result, storage.join(work, RESULT))
+    return time.process_time() - started
+
+
+def _texts(files: list[str], wanted: set[str], mode: str):
+    """(id, text) of the rows of `files` whose id is wanted, streamed a batch at a time."""
+    for location in files:
+        with storage.open_random_access(location) as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=8192, columns=COLUMNS):
+                table = pa.Table.from_batches([batch])
+                table = table.filter(pc.is_in(table.column("id"), pa.array(sorted(wanted), pa.string())))
+                if table.num_rows:
+                    texts = render.render_column(table.column("messages"), mode).to_pylist()
+                    yield from zip(table.column("id").to_pylist(), texts, strict=True)
+
+
+def _keep_scores(files: list[str], keep_by: str, ids: list[str]) -> dict[str, float]:
+    column = keep_by.split(".", 1)[1]
+    connection = views.duckdb_connection(keep_order=False)
+    views.relation(connection, files).create_view("keep_scores")
+    connection.register("wanted", pa.table({"id": ids}))
+    # the column name was checked against schemas/ by the settings: an identifier, not a value
+    sql = f'SELECT s.id, s."{column}"::DOUBLE FROM keep_scores s SEMI JOIN wanted w ON w.id = s.id'
+    rows = connection.execute(sql).fetchall()
+    return {row_id: value for row_id, value in rows if value is not None}
+
+
+def write_parts(files: list[str], work: str, parts_dir: str, settings: dict) -> float:
+    """Step 6: a row of scores/near_dup for every row of `files`, in parts of `rows_per_part`."""
+    started = time.process_time()
+    connection = views.duckdb_connection()
+    views.relation(connection, files).create_view("input_rows")
+    views.relation(connection, [storage.join(work, RESULT)]).create_view("clustered")
+    reader = connection.sql(
+        "SELECT i.id, coalesce(c.cluster, i.id) AS cluster, coalesce(c.cluster_size, 1)::INTEGER AS cluster_size,"
+        " coalesce(c.cluster, i.id) = i.id AS keep FROM input_rows i LEFT JOIN clustered c USING (id) ORDER BY i.id"
+    ).to_arrow_reader(settings["rows_per_part"])
+    storage.make_dirs(parts_dir)
+    for batch in reader:
+        table = pa.Table.from_batches([batch]).cast(schemas.SCHEMAS["scores/near_dup"])
+        schemas.check("scores/near_dup", table)
+        storage.write_parquet_atomic(table, storage.join(parts_dir, parts.part_name(table["id"].to_pylist())))
+    return time.process_time() - started
