@@ -55,11 +55,16 @@ def parse(reference: str) -> Column:
     return Column(table, name)
 
 
-def candidates_sql(score: str | None, where: list, with_cluster: bool, parameters: dict) -> tuple[str, set[str]]:
+def candidates_sql(
+    score: str | None, where: list, with_cluster: bool, parameters: dict, skips: dict[str, str] | None = None
+) -> tuple[str, set[str]]:
     """SELECT of the candidate rows (id, source, score, cluster) and the views it reads.
 
     `parameters` receives the conditions' values; the SQL refers to them as $w0, $w1, ...
+    `skips` (clean.present) adds the clean-pool conditions: non-kept duplicates, contaminated rows.
     """
+    from pipelines.select import clean
+
     joined: dict[str, Column] = {}
     score_sql = "NULL::DOUBLE"
     if score is not None:
@@ -71,6 +76,7 @@ def candidates_sql(score: str | None, where: list, with_cluster: bool, parameter
         column = parse(condition.column)
         joined.setdefault(column.table, column)
         conditions.append(_condition_sql(column, condition, f"w{index}", parameters))
+    conditions += clean.conditions(skips or {})
     if with_cluster:
         joined.setdefault("clusters", Column("clusters", "cluster"))
     cluster_sql = 't_clusters."cluster"' if with_cluster else "NULL::INTEGER"
@@ -79,7 +85,7 @@ def candidates_sql(score: str | None, where: list, with_cluster: bool, parameter
     )
     where_sql = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     sql = f"SELECT p.id, p.source, {score_sql} AS score, {cluster_sql} AS cluster FROM pool p{joins}{where_sql}"
-    return sql, {"pool", *(c.view for c in joined.values())}
+    return sql, {"pool", *(c.view for c in joined.values()), *clean.views_read(skips or {})}
 
 
 def _condition_sql(column: Column, condition, name: str, parameters: dict) -> str:

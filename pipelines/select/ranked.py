@@ -28,11 +28,12 @@ def source_quotas(quotas: dict[str, int | float], budget: int) -> tuple[list[str
     return sources, [q if isinstance(q, int) else round(q * budget) for q in (quotas[s] for s in sources)]
 
 
-def query(spec, budget: int) -> tuple[str, dict, set[str]]:
-    """(SQL text, its parameters, the views it reads) for a `Ranked` selection."""
+def query(spec, budget: int, skips: dict[str, str] | None = None) -> tuple[str, dict, set[str]]:
+    """(SQL text, its parameters, the views it reads) for a `Ranked` selection; `skips`: the
+    clean-pool skips that apply (clean.present)."""
     parameters: dict = {"seed": spec.seed, "budget": budget}
     with_cluster = spec.allocation.startswith("clusters")
-    candidates, needed = columns.candidates_sql(spec.score, spec.where, with_cluster, parameters)
+    candidates, needed = columns.candidates_sql(spec.score, spec.where, with_cluster, parameters, skips)
     method = views.query_text(f"select_{spec.method}")
     allocation = views.query_text(f"allocate_{spec.allocation}")
     if spec.allocation == "source_quotas":
@@ -42,9 +43,9 @@ def query(spec, budget: int) -> tuple[str, dict, set[str]]:
     return sql, _used(sql, parameters), needed
 
 
-def select(connection, spec, budget: int) -> pa.Table:
+def select(connection, spec, budget: int, skips: dict[str, str] | None = None) -> pa.Table:
     """The selection table (id, rank) for a `Ranked` spec, over a run's DuckDB views."""
-    sql, parameters, needed = query(spec, budget)
+    sql, parameters, needed = query(spec, budget, skips)
     missing = sorted(needed - set(views.views(connection)))
     if missing:
         raise ValueError(f"selection needs tables that the run does not have yet: {', '.join(missing)}")

@@ -68,6 +68,10 @@ class Common(Strict):
     seed: int = 0
     where: list[Condition] = []  # only rows meeting every condition are candidates
     export: list[Literal[EXPORTS]] = []  # type: ignore[valid-type]  # training files under exports/<NAME>/
+    # clean pools (docs/selection.md): skip rows that scores/near_dup (or semantic_dup) does not
+    # keep, and rows scores/contamination flags; a table not in the run skips nothing
+    dedupe: Literal["near", "semantic", "off"] = "near"
+    decontaminate: bool = True
 
     @field_validator("budget")
     @classmethod

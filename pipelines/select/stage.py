@@ -15,7 +15,7 @@ import schemas
 from pipelines import runs, storage, views
 from pipelines.config import ExperimentConfig
 from pipelines.progress import note
-from pipelines.select import columns, greedy, ranked
+from pipelines.select import clean, columns, greedy, ranked
 
 STAGE_VERSION = 1
 
@@ -31,7 +31,8 @@ def run(config: ExperimentConfig) -> dict[str, dict]:
 def build(config: ExperimentConfig, name: str, spec) -> dict:
     pool = _finished(config.run_dir, "pool", name)
     budget = ranked.budget_rows(spec.budget, pool["rows_out"])
-    tables = _input_tables(spec, budget)
+    skips = clean.present(config.run_dir, spec)  # their tables join the identity: a new one rebuilds
+    tables = _input_tables(spec, budget, skips)
     inputs = {table: _finished(config.run_dir, table, name)["identity"] for table in sorted(tables)}
     identity = runs.stage_identity(f"select-{name}", spec.model_dump(mode="json"), inputs, STAGE_VERSION)
     stage = runs.StageRun(config.run_dir, f"select-{name}", f"selections/{name}", identity)
@@ -42,10 +43,11 @@ def build(config: ExperimentConfig, name: str, spec) -> dict:
     note(f"select {name}: {spec.method}, {budget:,} rows")
     connection = views.connect(config.run_dir)
     if spec.method in ("kcenter", "zip"):
-        ids, details = _greedy(config, stage, connection, spec, budget)
+        ids, details = _greedy(config, stage, connection, spec, budget, skips)
         table = pa.table({"id": ids, "rank": range(1, len(ids) + 1)}, schema=schemas.SCHEMAS["selections"])
     else:
-        table, details = ranked.select(connection, spec, budget), {}
+        table, details = ranked.select(connection, spec, budget, skips), {}
+    details["clean"] = _clean_summary(connection, spec, skips)
     schemas.check("selections", table)
     folder = storage.join(stage.work_dir, "selection")
     storage.write_parquet_atomic(table, storage.join(folder, "part-00000.parquet"))
@@ -76,26 +78,34 @@ def _finished(run_dir: str, table: str, selection: str) -> dict:
     return manifest
 
 
-def _input_tables(spec, budget: int) -> set[str]:
+def _clean_summary(connection, spec, skips: dict[str, str]) -> dict:
+    """What `dedupe` and `decontaminate` removed from the candidates meeting `where`."""
+    parameters: dict = {}
+    score = getattr(spec, "score", None)
+    candidates, _ = columns.candidates_sql(score, spec.where, False, parameters)
+    return clean.summary(connection, spec, skips, candidates, parameters)
+
+
+def _input_tables(spec, budget: int, skips: dict[str, str]) -> set[str]:
     """Run tables the selection reads (table paths, e.g. scores/model_loss)."""
     if spec.method in ("kcenter", "zip"):
-        _, needed = columns.candidates_sql(None, spec.where, False, {})
+        _, needed = columns.candidates_sql(None, spec.where, False, {}, skips)
         needed |= {"scores_embedding"} if spec.method == "kcenter" else set()
         extra = {f"selections/{spec.start_from}"} if getattr(spec, "start_from", None) else set()
     else:
-        _, _, needed = ranked.query(spec, budget)
+        _, _, needed = ranked.query(spec, budget, skips)
         extra = set()
     return {view.replace("scores_", "scores/", 1) for view in needed} | extra
 
 
-def _greedy(config, stage: runs.StageRun, connection, spec, budget: int) -> tuple[list[str], dict]:
+def _greedy(config, stage: runs.StageRun, connection, spec, budget: int, skips: dict) -> tuple[list[str], dict]:
     """Run k-center or ZIP as a Ray task over the candidate rows; (picked ids, details)."""
     import ray
 
     from pipelines.ray_runtime import ensure_ray
 
     parameters: dict = {}
-    sql, _ = columns.candidates_sql(None, spec.where, False, parameters)
+    sql, _ = columns.candidates_sql(None, spec.where, False, parameters, skips)
     candidates = connection.sql(sql, params=parameters).to_arrow_table().select(["id"])
     candidates_file = storage.join(stage.work_dir, "candidates.parquet")
     storage.write_parquet_atomic(candidates, candidates_file)
