@@ -62,14 +62,24 @@ def scorer(config, settings) -> Scorer:
         cpu = 0.0
         if not storage.exists(storage.join(work, RESULT)):
             cpu += write_band_rows(files, storage.join(work, "bands"), task_settings)
-            keep_files = views.table_files(config.run_dir).get(f"scores_{settings.keep_by.split('.')[0]}", [])
             task = ray.remote(num_cpus=1)(cluster_rows)
-            cpu += ray.get(task.remote(files, work, task_settings, keep_files if settings.keep == "best" else []))
+            cpu += ray.get(task.remote(files, work, task_settings, _keep_files(config.run_dir, settings)))
         cpu += write_parts(files, work, parts_dir, task_settings)
         progress.advance(parts.count_rows(files))
         return cpu + time.process_time() - started
 
     return Scorer("near_dup", identity, "pool", COLUMNS, score)
+
+
+def _keep_files(run_dir: str, settings) -> list[str]:
+    """keep: best: the files of the table `keep_by` names (none for the lowest-id rule)."""
+    if settings.keep != "best":
+        return []
+    table = settings.keep_by.split(".")[0]
+    files = views.table_files(run_dir).get(f"scores_{table}")
+    if not files:
+        raise RuntimeError(f"score.near_dup.keep_by: scores/{table} is not in {run_dir}; add its scorer")
+    return files
 
 
 def _identity_hash(run_dir: str, table: str) -> str | None:
