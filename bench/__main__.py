@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("ingest", "scoring", "costly", "selection", "generation", "training")
+BENCHMARKS = ("ingest", "scoring", "costly", "selection", "generation", "training", "near_dup")
 
 
 def main() -> None:
