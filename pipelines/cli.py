@@ -39,6 +39,8 @@ DEMO_QUERIES = {  # what `winnow demo` prints, each when the tables it reads are
     "pool_by_source": {"pool"},
     "rejects_by_reason": {"rejects"},
     "score_summary": SCORES,
+    "near_dup": {"scores_near_dup"},
+    "contamination": {"scores_contamination"},
     "selection_summary": {"selections"},
     "selection_overlap_matrix": {"selections"},
     "critique_summary": {"critiques", "cft"},

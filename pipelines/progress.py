@@ -65,7 +65,7 @@ class StageProgress:
             self.task = self.bar.add_task(f"{self.stage}: {self.what}", total=self.total, detail="", rate="")
         else:
             to_do = f", {self.total:,} to do" if self.total is not None else ""
-            self.console.print(f"{self.stage}: started ({self.what}{to_do})", highlight=False)
+            self.console.print(f"{self.stage}: started ({self.what}{to_do})", highlight=False, soft_wrap=True)
             threading.Thread(target=self._log_every, name=f"log {self.stage}", daemon=True).start()
         return self
 
@@ -84,7 +84,7 @@ class StageProgress:
         """Off a terminal: the state every LOG_EVERY_SECONDS, whether or not work moved."""
         while not self._stop.wait(LOG_EVERY_SECONDS):
             with self._lock:
-                self.console.print(self._status_line(), highlight=False)
+                self.console.print(self._status_line(), highlight=False, soft_wrap=True)
 
     def _status_line(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -157,7 +157,7 @@ class StageProgress:
             self.bar.stop()
         else:
             with self._lock:
-                self.console.print(self._summary_line(), highlight=False)
+                self.console.print(self._summary_line(), highlight=False, soft_wrap=True)
         self._say_redone()
         return False
 
@@ -182,4 +182,5 @@ class _Counter:
 
 
 def note(message: str) -> None:
-    Console(stderr=True).print(message, highlight=False)
+    """A whole line, never wrapped by rich: a log keeps it on one line, a terminal wraps it."""
+    Console(stderr=True).print(message, highlight=False, soft_wrap=True)

@@ -55,6 +55,18 @@ def test_demo_ingests_the_generated_pool_and_the_shared_pools(demo_run):
     model_loss = json.loads((run_dir / "scores" / "model_loss" / "_SUCCESS.json").read_text())
     assert model_loss["settings"]["sample"] == [0.1, 0] and model_loss["settings"]["engine"] == "vllm"
     assert "score_summary" in output
+    for scorer in ("near_dup", "contamination"):  # clean pools: the demo shows what they found
+        scores = json.loads((run_dir / "scores" / scorer / "_SUCCESS.json").read_text())
+        assert scores["rows_out"] == manifest["rows_out"], scorer
+        assert scorer in output
+    random_selection = json.loads((run_dir / "selections" / "random" / "_SUCCESS.json").read_text())
+    assert "scores/near_dup" in json.dumps(random_selection) and "scores/contamination" in json.dumps(random_selection)
+    clean = _rows(
+        run_dir,
+        "SELECT count(*) FROM selections s JOIN scores_near_dup d USING (id) JOIN scores_contamination c USING (id) "
+        "WHERE NOT d.keep OR c.contaminated",
+    )
+    assert clean == [(0,)]  # no selection holds a non-kept near-duplicate or a contaminated row
     for name in ("random", "top_ifd", "km_ifd", "kcenter", "zip"):
         selection = json.loads((run_dir / "selections" / name / "_SUCCESS.json").read_text())
         assert selection["rows_out"] == 64, name
@@ -75,6 +87,7 @@ def test_demo_ingests_the_generated_pool_and_the_shared_pools(demo_run):
     assert (run_dir / "report" / "index.html").exists() and "The report:" in output
     page = (run_dir / "report" / "index.html").read_text()
     assert "model_loss scored a seeded 10% sample of the pool" in page  # IFD selections drew from it
+    assert '<section id="contamination">' in page and '<section id="near-duplicates">' in page
 
 
 def test_demo_takes_smollm2_from_its_gguf_through_every_stage(demo_run):

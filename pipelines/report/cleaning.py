@@ -1,6 +1,8 @@
-"""The report's "Contamination" section: pool rows that contain benchmark questions
-(scores/contamination, docs/cleaning.md), counted by source and benchmark, a few of them,
-and whether any trained arm's data held one.
+"""The report's "Clean pools" sections (docs/cleaning.md). Contamination: pool rows that
+contain benchmark questions (scores/contamination), counted by source and benchmark, a few of
+them, and whether any trained arm's data held one. Near-duplicates: rows in clusters and rows
+not kept (scores/near_dup), by source, and a few clusters (named queries `near_dup` and
+`near_dup_examples`).
 
 The counts and examples are the named queries `contamination` and `contamination_examples`
 (`winnow sql RUN contamination` shows the same rows). An arm's data is its training
@@ -29,9 +31,35 @@ ARM_QUERIES = {  # values bound as $parameters; names are ours
 
 
 def section(run_dir: str) -> str:
-    """The section's HTML; empty when the run has no contamination table."""
+    """The sections' HTML; empty where the run has neither table."""
     connection = views.connect(run_dir)
     present = set(views.views(connection))
+    return _contamination(connection, present) + _near_duplicates(connection, present)
+
+
+def _near_duplicates(connection, present: set[str]) -> str:
+    if not {"scores_near_dup", "pool"} <= present:
+        return ""
+    in_clusters, not_kept, total = connection.execute(
+        "SELECT count(*) FILTER (WHERE cluster_size > 1), count(*) FILTER (WHERE NOT keep), count(*) "
+        "FROM scores_near_dup"
+    ).fetchone()
+    summary = (
+        f"{in_clusters} of {total} pool rows have a near-duplicate; {not_kept} are not kept, and "
+        "selections skip them unless `dedupe: off`."
+    )
+    body = [f'<p class="note">{html.escape(summary)} <code>winnow sql RUN near_dup</code> counts them.</p>']
+    if in_clusters:
+        body.append(_table(*views.run_query(connection, "near_dup")))
+        body.append(
+            "<details><summary>A few clusters</summary>"
+            + _table(*views.run_query(connection, "near_dup_examples"))
+            + "</details>"
+        )
+    return '<section id="near-duplicates">\n<h2>Near-duplicates</h2>\n' + "\n".join(body) + "\n</section>\n"
+
+
+def _contamination(connection, present: set[str]) -> str:
     if not {"scores_contamination", "pool"} <= present:
         return ""
     (flagged, total) = connection.execute(

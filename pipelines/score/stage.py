@@ -24,6 +24,8 @@ def run_all(config: ExperimentConfig) -> dict:
         if settings is not None:
             ensure_ray(config.ray)
             manifests[f"scores/{name}"] = run(config.run_dir, BUILDERS[name](config, settings))
+            if name in FOUND:
+                _say_found(config.run_dir, name)
     return manifests
 
 
@@ -223,6 +225,28 @@ def _actors(label: str, settings):
         label, f"score.{label.split()[-1]}.num_cpus x concurrency", pool_cpus, parts.ACTOR_IO_CPUS
     )
     return ray.data.ActorPoolStrategy(size=settings.concurrency)
+
+
+FOUND = {  # what a cleaning scorer found, said on the console: (flagged, total)
+    "near_dup": (
+        "SELECT count(*) FILTER (WHERE cluster_size > 1), count(*) FILTER (WHERE NOT keep), count(*) "
+        "FROM scores_near_dup",
+        "score near_dup: {0:,} of {2:,} rows have a near-duplicate; {1:,} not kept (selections skip them)",
+    ),
+    "contamination": (
+        "SELECT count(*) FILTER (WHERE contaminated), count(*) FROM scores_contamination",
+        "score contamination: {0:,} of {1:,} rows hold a benchmark question (selections skip them; "
+        "winnow sql RUN contamination)",
+    ),
+}
+
+
+def _say_found(run_dir: str, name: str) -> None:
+    from pipelines import views
+    from pipelines.progress import note
+
+    query, sentence = FOUND[name]
+    note(sentence.format(*views.connect(run_dir).execute(query).fetchone()))
 
 
 BUILDERS = {
