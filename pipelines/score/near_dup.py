@@ -25,9 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-import schemas
-from pipelines import runs, storage, views
-from pipelines.score import near_dup_minhash, parts, render
+from pipelines import storage, views
+from pipelines.score import dup_clusters, near_dup_minhash, parts, render
 from pipelines.score.runner import Scorer
 
 COLUMNS = ["id", "messages"]
@@ -50,9 +49,10 @@ def scorer(config, settings) -> Scorer:
         "rows_per_part": settings.rows_per_part,
     }
     identity = {"scorer": "near_dup", **{k: v for k, v in task_settings.items() if k != "rows_per_part"}}
-    identity["pool"] = _identity_hash(config.run_dir, "pool")  # a grown pool is clustered again, whole
+    identity["pool"] = dup_clusters.identity_hash(config.run_dir, "pool")  # a grown pool is clustered again, whole
     if settings.keep == "best":
-        identity["keep_by_table"] = _identity_hash(config.run_dir, f"scores/{settings.keep_by.split('.')[0]}")
+        keep_table = f"scores/{settings.keep_by.split('.')[0]}"
+        identity["keep_by_table"] = dup_clusters.identity_hash(config.run_dir, keep_table)
 
     def score(files, parts_dir, progress):
         import ray
@@ -63,28 +63,13 @@ def scorer(config, settings) -> Scorer:
         if not storage.exists(storage.join(work, RESULT)):
             cpu += write_band_rows(files, storage.join(work, "bands"), task_settings)
             task = ray.remote(num_cpus=1)(cluster_rows)
-            cpu += ray.get(task.remote(files, work, task_settings, _keep_files(config.run_dir, settings)))
+            keep_files = dup_clusters.keep_files(config.run_dir, settings, "near_dup")
+            cpu += ray.get(task.remote(files, work, task_settings, keep_files))
         cpu += write_parts(files, work, parts_dir, task_settings)
         progress.advance(parts.count_rows(files))
         return cpu + time.process_time() - started
 
     return Scorer("near_dup", identity, "pool", COLUMNS, score)
-
-
-def _keep_files(run_dir: str, settings) -> list[str]:
-    """keep: best: the files of the table `keep_by` names (none for the lowest-id rule)."""
-    if settings.keep != "best":
-        return []
-    table = settings.keep_by.split(".")[0]
-    files = views.table_files(run_dir).get(f"scores_{table}")
-    if not files:
-        raise RuntimeError(f"score.near_dup.keep_by: scores/{table} is not in {run_dir}; add its scorer")
-    return files
-
-
-def _identity_hash(run_dir: str, table: str) -> str | None:
-    manifest = runs.read_manifest(run_dir, table)
-    return None if manifest is None else runs.stable_hash(manifest["identity"])
 
 
 def sign_block(batch: pa.Table, bands_dir: str, settings: dict) -> pa.Table:
@@ -151,29 +136,11 @@ def verified_pairs(pairs: pa.Table, shingle_sets: dict[str, set[str]], threshold
 
 def components(pairs: pa.Table) -> tuple[list[str], np.ndarray]:
     """Step 4: (ids in a verified pair, sorted; the component label of each)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     ids = sorted(set(pairs.column("left_id").to_pylist()) | set(pairs.column("right_id").to_pylist()))
     position = {row_id: index for index, row_id in enumerate(ids)}
     left = np.array([position[i] for i in pairs.column("left_id").to_pylist()], dtype=np.int64)
     right = np.array([position[i] for i in pairs.column("right_id").to_pylist()], dtype=np.int64)
-    graph = coo_matrix((np.ones(len(left), np.int8), (left, right)), shape=(len(ids), len(ids)))
-    _, labels = connected_components(graph, directed=False)
-    return ids, labels
-
-
-def representatives(ids: list[str], labels: np.ndarray, scores: dict[str, float] | None, order: str) -> list[str]:
-    """Step 5: each row's cluster representative: the lowest id, or the best score (ties and
-    rows without a score: the lowest id; with a score beats without)."""
-    best: dict[int, tuple] = {}
-    sign = -1.0 if order == "max" else 1.0
-    for row_id, label in zip(ids, labels.tolist(), strict=True):  # ids are sorted: the first seen is the lowest
-        value = None if scores is None else scores.get(row_id)
-        rank = (0, sign * value) if value is not None and not np.isnan(value) else (1, 0.0)
-        if label not in best or rank < best[label][0]:
-            best[label] = (rank, row_id)
-    return [best[label][1] for label in labels.tolist()]
+    return ids, dup_clusters.component_labels(len(ids), left, right)
 
 
 def cluster_rows(files: list[str], work: str, settings: dict, keep_files: list[str]) -> float:
@@ -187,16 +154,10 @@ def cluster_rows(files: list[str], work: str, settings: dict, keep_files: list[s
     }
     verified = verified_pairs(pairs, shingle_sets, settings["threshold"])
     ids, labels = components(verified)
-    scores = _keep_scores(keep_files, settings["keep_by"], ids) if keep_files else None
-    chosen = representatives(ids, labels, scores, settings["keep_order"])
+    scores = dup_clusters.keep_scores(keep_files, settings["keep_by"], ids) if keep_files else None
+    chosen = dup_clusters.representatives(ids, labels, scores, settings["keep_order"])
     sizes = np.bincount(labels)[labels] if len(labels) else np.array([], np.int64)
-    result = pa.table(
-        {
-            "id": pa.array(ids, pa.string()),
-            "cluster": pa.array(chosen, pa.string()),
-            "cluster_size": pa.array(sizes, pa.int32()),
-        }
-    )
+    result = dup_clusters.result_table(ids, chosen, sizes)
     storage.write_parquet_atomic(result, storage.join(work, RESULT))
     return time.process_time() - started
 
@@ -213,30 +174,7 @@ def _texts(files: list[str], wanted: set[str], mode: str):
                     yield from zip(table.column("id").to_pylist(), texts, strict=True)
 
 
-def _keep_scores(files: list[str], keep_by: str, ids: list[str]) -> dict[str, float]:
-    column = keep_by.split(".", 1)[1]
-    connection = views.duckdb_connection(keep_order=False)
-    views.relation(connection, files).create_view("keep_scores")
-    connection.register("wanted", pa.table({"id": ids}))
-    # the column name was checked against schemas/ by the settings: an identifier, not a value
-    sql = f'SELECT s.id, s."{column}"::DOUBLE FROM keep_scores s SEMI JOIN wanted w ON w.id = s.id'
-    rows = connection.execute(sql).fetchall()
-    return {row_id: value for row_id, value in rows if value is not None}
-
-
 def write_parts(files: list[str], work: str, parts_dir: str, settings: dict) -> float:
     """Step 6: a row of scores/near_dup for every row of `files`, in parts of `rows_per_part`."""
-    started = time.process_time()
-    connection = views.duckdb_connection()
-    views.relation(connection, files).create_view("input_rows")
-    views.relation(connection, [storage.join(work, RESULT)]).create_view("clustered")
-    reader = connection.sql(
-        "SELECT i.id, coalesce(c.cluster, i.id) AS cluster, coalesce(c.cluster_size, 1)::INTEGER AS cluster_size,"
-        " coalesce(c.cluster, i.id) = i.id AS keep FROM input_rows i LEFT JOIN clustered c USING (id) ORDER BY i.id"
-    ).to_arrow_reader(settings["rows_per_part"])
-    storage.make_dirs(parts_dir)
-    for batch in reader:
-        table = pa.Table.from_batches([batch]).cast(schemas.SCHEMAS["scores/near_dup"])
-        schemas.check("scores/near_dup", table)
-        storage.write_parquet_atomic(table, storage.join(parts_dir, parts.part_name(table["id"].to_pylist())))
-    return time.process_time() - started
+    result = storage.join(work, RESULT)
+    return dup_clusters.write_parts(files, result, parts_dir, "scores/near_dup", settings["rows_per_part"])
