@@ -13,7 +13,17 @@ from schemas.critique import CANDIDATES, CFT, CRITIQUES
 from schemas.evaluate import EVAL_RESULTS, EVAL_SUMMARY
 from schemas.pool import POOL, REJECTS, STAGED_POOL
 from schemas.report import RESULTS
-from schemas.scores import CLUSTERS, COMPRESSION, CONTAMINATION, LESS, MODEL_LOSS, NEAR_DUP, SELECTIT, embedding
+from schemas.scores import (
+    CLUSTERS,
+    COMPRESSION,
+    CONTAMINATION,
+    LESS,
+    MODEL_LOSS,
+    NEAR_DUP,
+    SELECTIT,
+    SEMANTIC_DUP,
+    embedding,
+)
 from schemas.select import SELECTION
 from schemas.train import TRAIN_DATA, TRAIN_METRICS
 
@@ -27,6 +37,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "scores/selectit": SELECTIT,
     "scores/less": LESS,
     "scores/near_dup": NEAR_DUP,
+    "scores/semantic_dup": SEMANTIC_DUP,
     "scores/contamination": CONTAMINATION,
     "selections": SELECTION,  # every selections/<NAME>
     "candidates": CANDIDATES,

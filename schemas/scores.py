@@ -104,3 +104,7 @@ NEAR_DUP = pa.schema(
         pa.field("keep", pa.bool_(), nullable=False),  # the cluster's kept row; selections skip the others
     ]
 )
+
+# Semantic duplicates (scores/semantic_dup): SemDeDup, cosine of embeddings within a k-means
+# cluster; the same columns as scores/near_dup, so `dedupe: semantic` reads it the same way.
+SEMANTIC_DUP = NEAR_DUP

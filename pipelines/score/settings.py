@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from pipelines.evaluate.settings import Benchmark
 from pipelines.fences import Name
-from pipelines.score.near_dup_settings import NearDupScorer
+from pipelines.score.near_dup_settings import NearDupScorer, SemanticDupScorer
 from pipelines.settings import Strict, repeated
 from pipelines.train.settings import LoraSettings
 
@@ -201,4 +201,14 @@ class ScoreConfig(Strict):
     selectit: SelectitScorer | None = None
     less: LessScorer | None = None
     near_dup: NearDupScorer | None = None
+    semantic_dup: SemanticDupScorer | None = None
     contamination: ContaminationScorer | None = None
+
+    @model_validator(mode="after")
+    def _semantic_dup_inputs(self):
+        """SemDeDup compares embeddings within k-means clusters: both scorers must run."""
+        missing = [name for name in ("embedding", "clusters") if getattr(self, name) is None]
+        if self.semantic_dup is not None and missing:
+            blocks = " and ".join(f"`{name}: {{}}`" for name in missing)
+            raise ValueError(f"semantic_dup needs the embedding and clusters scorers: add {blocks} under score:")
+        return self

@@ -9,8 +9,19 @@ from pipelines.ray_runtime import ensure_ray
 from pipelines.score import clusters, compression, contamination_benchmarks, costly, embedding, model_loss, parts
 from pipelines.score.near_dup import scorer as near_dup_scorer
 from pipelines.score.runner import Scorer, run
+from pipelines.score.semantic_dup import scorer as semantic_dup_scorer
 
-ORDER = ("compression", "embedding", "model_loss", "clusters", "selectit", "less", "near_dup", "contamination")
+ORDER = (
+    "compression",
+    "embedding",
+    "model_loss",
+    "clusters",
+    "selectit",
+    "less",
+    "near_dup",
+    "semantic_dup",
+    "contamination",
+)
 POOL_COLUMNS = ["id", "messages"]
 
 
@@ -233,6 +244,12 @@ FOUND = {  # what a cleaning scorer found, said on the console: (flagged, total)
         "FROM scores_near_dup",
         "score near_dup: {0:,} of {2:,} rows have a near-duplicate; {1:,} not kept (selections skip them)",
     ),
+    "semantic_dup": (
+        "SELECT count(*) FILTER (WHERE cluster_size > 1), count(*) FILTER (WHERE NOT keep), count(*) "
+        "FROM scores_semantic_dup",
+        "score semantic_dup: {0:,} of {2:,} rows have a semantic duplicate; {1:,} not kept "
+        "(selections with dedupe: semantic skip them)",
+    ),
     "contamination": (
         "SELECT count(*) FILTER (WHERE contaminated), count(*) FROM scores_contamination",
         "score contamination: {0:,} of {1:,} rows hold a benchmark question (selections skip them; "
@@ -257,5 +274,6 @@ BUILDERS = {
     "selectit": costly.selectit_scorer,
     "less": costly.less_scorer,
     "near_dup": near_dup_scorer,
+    "semantic_dup": semantic_dup_scorer,
     "contamination": contamination_benchmarks.scorer,
 }
