@@ -60,7 +60,8 @@ def wilson(correct: float, n: int, confidence: float = CONFIDENCE) -> tuple[floa
     centre = share + z * z / (2 * n)
     half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
     scale = 1 + z * z / n
-    return max(0.0, (centre - half) / scale), min(1.0, (centre + half) / scale)
+    # rounding leaves 0/n's low at ~1e-17: the interval always holds the share itself
+    return min(max(0.0, (centre - half) / scale), share), max(min(1.0, (centre + half) / scale), share)
 
 
 def mcnemar_p(only_a: int, only_b: int) -> float:
