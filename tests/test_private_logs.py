@@ -89,7 +89,7 @@ def sleeper():
     """A live process of the user's that no Winnow run started."""
     process = subprocess.Popen(["sleep", "120"])
     found = psutil.Process(process.pid)
-    while not found.cmdline():  # empty for a moment while it execs
+    while found.cmdline() != ["sleep", "120"]:  # until the exec: the fork shows pytest's own command line
         time.sleep(0.01)
     yield found
     process.kill()
