@@ -42,22 +42,26 @@ def record_path(log_dir: str, driver_pid: int | None = None) -> str:
     return os.path.join(log_dir, f"{RECORD_PREFIX}{driver_pid or os.getpid()}.json")
 
 
-def _identity(process: psutil.Process) -> dict:
+def _identity(process: psutil.Process, parent_cmdline: list[str] | None = None) -> dict:
     return {
         "pid": process.pid,
         "create_time": process.create_time(),
         "name": process.name(),
-        "cmdline": _cmdline(process),
+        "cmdline": _cmdline(process, parent_cmdline),
     }
 
 
-def _cmdline(process: psutil.Process) -> list[str]:
-    """The command line; a process caught in its exec reads as [] for a moment: read again."""
-    for _ in range(20):
-        if found := process.cmdline():
+def _cmdline(process: psutil.Process, parent_cmdline: list[str] | None = None) -> list[str]:
+    """The command line once the process has exec'd: caught in its exec it reads as [], and
+    caught between fork and exec as its parent's (on a busy machine, for a second or more),
+    which it stops matching once the exec lands: read again, for up to 2 s."""
+    found: list[str] = []
+    for _ in range(200):
+        found = process.cmdline()
+        if found and found != parent_cmdline:
             return found
         time.sleep(0.01)
-    return []
+    return found  # a fork that never execs keeps its parent's command line
 
 
 def _command(cmdline: list[str]) -> list[str] | str:
@@ -74,11 +78,12 @@ def _command(cmdline: list[str]) -> list[str] | str:
 def record(path: str, watchdog_pid: int | None = None) -> int:
     """Write the driver's descendants (its Ray) to `path`, atomically; returns how many."""
     driver = psutil.Process()
+    driver_cmdline = driver.cmdline()
     processes = []
     for child in driver.children(recursive=True):
         try:
             if child.pid != watchdog_pid:
-                processes.append(_identity(child))
+                processes.append(_identity(child, driver_cmdline))
         except psutil.NoSuchProcess:
             continue
     document = {"driver": _identity(driver), "watchdog": watchdog_pid, "processes": processes}
