@@ -102,8 +102,11 @@ def _alive(identity: dict) -> psutil.Process | None:
         process = psutil.Process(identity["pid"])
         if abs(process.create_time() - identity["create_time"]) > 0.01:
             return None  # the pid was reused
-        if "cmdline" not in identity or _command(process.cmdline()) != _command(identity["cmdline"]):
-            return None  # not the process recorded (or a record of an older Winnow, without one)
+        if "cmdline" not in identity:
+            return None  # a record of an older Winnow, without one
+        # [] was a process caught inside its exec for 2 s: its pid and start time are its identity
+        if identity["cmdline"] and _command(process.cmdline()) != _command(identity["cmdline"]):
+            return None  # not the process recorded
         return None if process.status() == psutil.STATUS_ZOMBIE else process
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
