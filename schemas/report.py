@@ -4,9 +4,7 @@ import pyarrow as pa
 
 # Accuracy and its comparison with the baseline arm; shared with eval_summary (schemas/evaluate.py).
 INTERVAL = [
-    pa.field(
-        "accuracy_low", pa.float64(), nullable=False
-    ),  # 95%: Wilson (one run), two-level bootstrap (seeds)
+    pa.field("accuracy_low", pa.float64(), nullable=False),  # 95%: Wilson (one run), two-level bootstrap (seeds)
     pa.field("accuracy_high", pa.float64(), nullable=False),
 ]
 COMPARISON = [
@@ -14,9 +12,7 @@ COMPARISON = [
     pa.field("difference", pa.float64()),  # accuracy - the baseline's, on the questions both answered
     pa.field("difference_low", pa.float64()),  # 95% paired bootstrap (two-level when both arms have 2+ seeds)
     pa.field("difference_high", pa.float64()),
-    pa.field(
-        "p_value", pa.float64()
-    ),  # exact sign-flip test on per-question seed means
+    pa.field("p_value", pa.float64()),  # exact sign-flip test on per-question seed means
     pa.field("p_holm", pa.float64()),  # Holm-adjusted over every comparison in the table
     pa.field("significant", pa.bool_()),  # p_holm < alpha (and, seeded, the interval excludes 0); null for the baseline
     pa.field("verdict", pa.string(), nullable=False),  # in words: "no significant difference from X (p = 0.47)"
