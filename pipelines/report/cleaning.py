@@ -48,15 +48,8 @@ def _near_duplicates(connection, present: set[str]) -> str:
         f"{in_clusters} of {total} pool rows have a near-duplicate; {not_kept} are not kept, and "
         "selections skip them unless `dedupe: off`."
     )
-    body = [f'<p class="note">{html.escape(summary)} <code>winnow sql RUN near_dup</code> counts them.</p>']
-    if in_clusters:
-        body.append(_table(*views.run_query(connection, "near_dup")))
-        body.append(
-            "<details><summary>A few clusters</summary>"
-            + _table(*views.run_query(connection, "near_dup_examples"))
-            + "</details>"
-        )
-    return '<section id="near-duplicates">\n<h2>Near-duplicates</h2>\n' + "\n".join(body) + "\n</section>\n"
+    body = _findings(connection, summary, in_clusters, ("near_dup", "near_dup_examples", "A few clusters"))
+    return _section("near-duplicates", "Near-duplicates", body)
 
 
 def _contamination(connection, present: set[str]) -> str:
@@ -66,16 +59,24 @@ def _contamination(connection, present: set[str]) -> str:
         "SELECT count(*) FILTER (WHERE contaminated), count(*) FROM scores_contamination"
     ).fetchone()
     summary = f"{flagged} of {total} pool rows contain a benchmark question (prompt or response)."
-    body = [f'<p class="note">{html.escape(summary)} <code>winnow sql RUN contamination</code> lists them.</p>']
-    if flagged:
-        body.append(_table(*views.run_query(connection, "contamination")))
-        body.append(
-            "<details><summary>A few contaminated rows</summary>"
-            + _table(*views.run_query(connection, "contamination_examples"))
-            + "</details>"
-        )
-    body.append(_arms(connection, present))
-    return '<section id="contamination">\n<h2>Contamination</h2>\n' + "\n".join(body) + "\n</section>\n"
+    queries = ("contamination", "contamination_examples", "A few contaminated rows")
+    body = _findings(connection, summary, flagged, queries)
+    return _section("contamination", "Contamination", [*body, _arms(connection, present)])
+
+
+def _findings(connection, summary: str, found: int, queries: tuple[str, str, str]) -> list[str]:
+    """The summary line naming its query; where anything was found, the counts and a
+    collapsed list of examples (both named queries, so `winnow sql` shows the same rows)."""
+    counts, examples, label = queries
+    body = [f'<p class="note">{html.escape(summary)} <code>winnow sql RUN {counts}</code> shows them.</p>']
+    if found:
+        body.append(_table(*views.run_query(connection, counts)))
+        body.append(f"<details><summary>{label}</summary>{_table(*views.run_query(connection, examples))}</details>")
+    return body
+
+
+def _section(anchor: str, title: str, body: list[str]) -> str:
+    return f'<section id="{anchor}">\n<h2>{title}</h2>\n' + "\n".join(body) + "\n</section>\n"
 
 
 def trained_arms(connection, present: set[str]) -> list[tuple[str, str | None, int | None]]:
