@@ -24,20 +24,8 @@ def main(quick: bool = False) -> None:
     distinct, copies = (2000, 600) if quick else (16_000, 4000)
     texts = planted_texts(distinct, copies, seed=3)
     chosen = NearDupScorer()
-    bands, rows = chosen.bands_and_rows()
-    settings = {
-        "threshold": chosen.threshold,
-        "shingle": chosen.shingle,
-        "bands": bands,
-        "rows": rows,
-        "seed": chosen.seed,
-        "text": "conversation",
-        "max_bucket": chosen.max_bucket,
-        "keep": "lowest_id",
-        "keep_by": None,
-        "keep_order": "max",
-        "rows_per_part": 100_000,
-    }
+    settings = near_dup.task_settings(chosen)
+    bands, rows = settings["bands"], settings["rows"]
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
         ids = write_pool(texts, work / "pool.parquet")

@@ -13,20 +13,7 @@ from tests.near_dup_planted import planted_texts, rendered_shingles, true_pairs,
 
 
 def _settings(**overrides) -> dict:
-    chosen = NearDupScorer(**overrides)
-    bands, rows = chosen.bands_and_rows()
-    keep = {"keep": chosen.keep, "keep_by": chosen.keep_by, "keep_order": chosen.keep_order}
-    return {
-        "threshold": chosen.threshold,
-        "shingle": chosen.shingle,
-        "bands": bands,
-        "rows": rows,
-        "seed": 1,
-        "text": "conversation",
-        "max_bucket": chosen.max_bucket,
-        "rows_per_part": 1000,
-        **keep,
-    }
+    return near_dup.task_settings(NearDupScorer(rows_per_part=1000, **overrides))
 
 
 def _cluster(tmp_path, texts, settings, keep_files=()):

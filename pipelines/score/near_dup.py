@@ -33,9 +33,10 @@ COLUMNS = ["id", "messages"]
 RESULT = "near_dup_result.parquet"  # in the work folder: (id, cluster, cluster_size) of clustered rows
 
 
-def scorer(config, settings) -> Scorer:
+def task_settings(settings) -> dict:
+    """What the scorer's tasks read from a `score.near_dup` block, bands x rows chosen."""
     bands, rows = settings.bands_and_rows()
-    task_settings = {
+    return {
         "threshold": settings.threshold,
         "shingle": settings.shingle,
         "bands": bands,
@@ -48,7 +49,11 @@ def scorer(config, settings) -> Scorer:
         "keep_order": settings.keep_order,
         "rows_per_part": settings.rows_per_part,
     }
-    identity = {"scorer": "near_dup", **{k: v for k, v in task_settings.items() if k != "rows_per_part"}}
+
+
+def scorer(config, settings) -> Scorer:
+    chosen = task_settings(settings)
+    identity = {"scorer": "near_dup", **{k: v for k, v in chosen.items() if k != "rows_per_part"}}
     identity["pool"] = dup_clusters.identity_hash(config.run_dir, "pool")  # a grown pool is clustered again, whole
     if settings.keep == "best":
         keep_table = f"scores/{settings.keep_by.split('.')[0]}"
@@ -61,11 +66,11 @@ def scorer(config, settings) -> Scorer:
         started = time.process_time()
         cpu = 0.0
         if not storage.exists(storage.join(work, RESULT)):
-            cpu += write_band_rows(files, storage.join(work, "bands"), task_settings)
+            cpu += write_band_rows(files, storage.join(work, "bands"), chosen)
             task = ray.remote(num_cpus=1)(cluster_rows)
             keep_files = dup_clusters.keep_files(config.run_dir, settings, "near_dup")
-            cpu += ray.get(task.remote(files, work, task_settings, keep_files))
-        cpu += write_parts(files, work, parts_dir, task_settings)
+            cpu += ray.get(task.remote(files, work, chosen, keep_files))
+        cpu += write_parts(files, work, parts_dir, chosen)
         progress.advance(parts.count_rows(files))
         return cpu + time.process_time() - started
 
