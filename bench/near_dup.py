@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from pipelines.score import near_dup, near_dup_minhash
 from pipelines.score.near_dup_settings import NearDupScorer
-from tests.near_dup_planted import planted_texts, rendered_shingles, true_pairs, write_pool
+from tests.near_dup_planted import planted_texts, rendered_hashes, rendered_shingles, true_pairs, write_pool
 
 
 def main(quick: bool = False) -> None:
@@ -34,7 +34,7 @@ def main(quick: bool = False) -> None:
         rendered = [f"User: {t}" for t in texts]
         pq.write_table(near_dup_minhash.band_rows(ids, rendered, settings), work / "bands" / "part-0.parquet")
         pairs = near_dup.candidate_pairs(str(work / "bands"), settings["max_bucket"])
-        verified = near_dup.verified_pairs(pairs, dict(zip(ids, rendered_shingles(texts, 5), strict=True)), 0.8)
+        verified = near_dup.verified_pairs(pairs, rendered_hashes(ids, texts, 5), 0.8)
         lsh_seconds = time.perf_counter() - started
     started = time.perf_counter()
     truth = true_pairs(rendered_shingles(texts, chosen.shingle), chosen.threshold)

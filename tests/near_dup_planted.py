@@ -57,3 +57,9 @@ def true_pairs(shingle_sets: list[set[str]], threshold: float) -> set[tuple[int,
 
 def rendered_shingles(texts: list[str], size: int) -> list[set[str]]:
     return [near_dup_minhash.shingles(f"User: {t}", size) for t in texts]
+
+
+def rendered_hashes(ids: list[str], texts: list[str], size: int) -> dict:
+    """id -> the shingle hashes verification compares, of each text as the scorer renders it."""
+    words: dict[str, int] = {}
+    return {i: near_dup_minhash.shingle_hashes(f"User: {t}", size, words) for i, t in zip(ids, texts, strict=True)}

@@ -9,7 +9,7 @@ import pytest
 import schemas
 from pipelines.score import near_dup, near_dup_minhash
 from pipelines.score.near_dup_settings import NearDupScorer
-from tests.near_dup_planted import planted_texts, rendered_shingles, true_pairs, write_pool
+from tests.near_dup_planted import planted_texts, rendered_hashes, rendered_shingles, true_pairs, write_pool
 
 
 def _settings(**overrides) -> dict:
@@ -54,8 +54,7 @@ def test_planted_duplicates_recall_and_precision_against_brute_force(tmp_path):
     assert found / len(truth) >= 0.95
     # precision: every verified pair is a true pair (LSH false positives never reach the table)
     pairs = near_dup.candidate_pairs(str(tmp_path / "work" / "bands"), settings["max_bucket"])
-    shingle_sets = dict(zip(ids, rendered_shingles(texts, 5), strict=True))
-    verified = near_dup.verified_pairs(pairs, shingle_sets, settings["threshold"])
+    verified = near_dup.verified_pairs(pairs, rendered_hashes(ids, texts, 5), settings["threshold"])
     position = {row_id: n for n, row_id in enumerate(ids)}
     verified_set = {
         (position[a], position[b])

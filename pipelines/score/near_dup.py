@@ -6,7 +6,7 @@
    rows sharing a bucket are candidate pairs. A bucket above `max_bucket` rows pairs each
    member with its lowest id only, so one boilerplate band cannot ask for n^2 pairs.
 3. Each candidate pair's true Jaccard over the shingle sets (recomputed for the rows in a
-   pair only); pairs below the threshold (LSH false positives) are dropped here.
+   pair only, as 64-bit hashes); pairs below the threshold (LSH false positives) are dropped here.
 4. Connected components of the verified pairs (scipy) are the clusters.
 5. The kept row of a cluster: its lowest id, or (`keep: best`) the best row by a score column.
 6. Every pool row gets a row of scores/near_dup: a row in no pair is its own cluster of one.
@@ -128,8 +128,9 @@ def candidate_pairs(bands_dir: str, max_bucket: int) -> pa.Table:
     return connection.sql(_PAIRS_SQL, params={"max_bucket": max_bucket}).to_arrow_table()
 
 
-def verified_pairs(pairs: pa.Table, shingle_sets: dict[str, set[str]], threshold: float) -> pa.Table:
-    """Step 3: the candidate pairs whose true Jaccard reaches the threshold, with it."""
+def verified_pairs(pairs: pa.Table, shingle_sets: dict[str, np.ndarray], threshold: float) -> pa.Table:
+    """Step 3: the candidate pairs whose true Jaccard reaches the threshold, with it;
+    `shingle_sets`: id -> near_dup_minhash.shingle_hashes of its text."""
     lefts, rights = pairs.column("left_id").to_pylist(), pairs.column("right_id").to_pylist()
     similarity = np.array(
         [near_dup_minhash.jaccard(shingle_sets[a], shingle_sets[b]) for a, b in zip(lefts, rights, strict=True)],
@@ -153,10 +154,12 @@ def cluster_rows(files: list[str], work: str, settings: dict, keep_files: list[s
     started = time.process_time()
     pairs = candidate_pairs(storage.join(work, "bands"), settings["max_bucket"])
     involved = set(pairs.column("left_id").to_pylist()) | set(pairs.column("right_id").to_pylist())
+    words: dict[str, int] = {}
     shingle_sets = {
-        row_id: near_dup_minhash.shingles(text, settings["shingle"])
+        row_id: near_dup_minhash.shingle_hashes(text, settings["shingle"], words)
         for row_id, text in _texts(files, involved, settings["text"])
     }
+    del words
     verified = verified_pairs(pairs, shingle_sets, settings["threshold"])
     ids, labels = components(verified)
     scores = dup_clusters.keep_scores(keep_files, settings["keep_by"], ids) if keep_files else None
@@ -169,11 +172,12 @@ def cluster_rows(files: list[str], work: str, settings: dict, keep_files: list[s
 
 def _texts(files: list[str], wanted: set[str], mode: str):
     """(id, text) of the rows of `files` whose id is wanted, streamed a batch at a time."""
+    wanted_ids = pa.array(sorted(wanted), pa.string())
     for location in files:
         with storage.open_random_access(location) as handle:
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=8192, columns=COLUMNS):
                 table = pa.Table.from_batches([batch])
-                table = table.filter(pc.is_in(table.column("id"), pa.array(sorted(wanted), pa.string())))
+                table = table.filter(pc.is_in(table.column("id"), wanted_ids))
                 if table.num_rows:
                     texts = render.render_column(table.column("messages"), mode).to_pylist()
                     yield from zip(table.column("id").to_pylist(), texts, strict=True)

@@ -16,6 +16,8 @@ from functools import lru_cache
 import numpy as np
 import pyarrow as pa
 
+from pipelines.score import contamination_index
+
 _NOT_WORD = re.compile(r"[^\w\s]+")  # punctuation and symbols; \w keeps letters and digits of every script
 _SPACE = re.compile(r"\s+")
 
@@ -34,10 +36,18 @@ def shingles(text: str, size: int) -> set[str]:
     return {" ".join(words[i : i + size]) for i in range(len(words) - size + 1)}
 
 
-def jaccard(left: set[str], right: set[str]) -> float:
-    if not left and not right:
-        return 1.0
-    shared = len(left & right)
+def shingle_hashes(text: str, size: int, cache: dict[str, int]) -> np.ndarray:
+    """`shingles` as sorted distinct 64-bit hashes (contamination_index's word n-gram hashes):
+    8 bytes a shingle where a set of strings costs ~140, for the rows verification holds at
+    once. `cache` maps words to their hashes across calls."""
+    words = normalise(text).split(" ")
+    hashes = contamination_index.word_hashes(words, cache)
+    return np.unique(contamination_index.gram_hashes(hashes, min(size, len(words))))
+
+
+def jaccard(left: np.ndarray, right: np.ndarray) -> float:
+    """Jaccard of two `shingle_hashes` arrays (never empty: a text has at least one shingle)."""
+    shared = len(np.intersect1d(left, right, assume_unique=True))
     return shared / (len(left) + len(right) - shared)
 
 
