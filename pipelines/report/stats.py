@@ -17,7 +17,7 @@ happened to produce (seed noise, seen only when an arm was trained more than onc
   distribution is built exactly by a dynamic program over the questions; only where that
   table would be too large is it estimated from 100,000 seeded random flips, with the
   Monte-Carlo standard error stated. With one seed on each side it is the exact McNemar
-  test (`mcnemar_p`, a two-sided binomial test of the discordant questions against 1/2).
+  test (a two-sided binomial test of the discordant questions against 1/2; tests/test_stats.py).
 - `paired`: accuracies, the difference, its 95% interval, the test, the questions each arm
   is ahead on. With 2+ seeds on both sides the interval is a two-level bootstrap (seeds
   within each arm, then questions, the same for both arms), so seed noise is in it, and
@@ -62,16 +62,6 @@ def wilson(correct: float, n: int, confidence: float = CONFIDENCE) -> tuple[floa
     scale = 1 + z * z / n
     # rounding leaves 0/n's low at ~1e-17: the interval always holds the share itself
     return min(max(0.0, (centre - half) / scale), share), max(min(1.0, (centre + half) / scale), share)
-
-
-def mcnemar_p(only_a: int, only_b: int) -> float:
-    """Exact two-sided McNemar p-value from the discordant questions; 1 when there are none."""
-    discordant = only_a + only_b
-    if discordant == 0:
-        return 1.0
-    from scipy.stats import binomtest
-
-    return float(binomtest(int(only_a), int(discordant), 0.5).pvalue)
 
 
 @dataclass(frozen=True)
