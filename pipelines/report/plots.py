@@ -112,7 +112,8 @@ def training_curves(connection, views: set[str]) -> bytes | None:
 
 
 def accuracy_bars(results) -> bytes | None:
-    """Bars per arm and benchmark with their 95% Wilson intervals; n under each benchmark."""
+    """Bars per arm and benchmark with the results table's 95% intervals (Wilson for one run,
+    the two-level bootstrap for seeds); n under each benchmark."""
     if results.num_rows == 0:
         return None
     rows = results.to_pylist()
@@ -135,7 +136,7 @@ def accuracy_bars(results) -> bytes | None:
     labels = [f"{b}\n(n = {sizes[b]})" for b in benchmarks]
     axes.set_xticks(np.arange(len(benchmarks)) + 0.4 - width / 2, labels)
     axes.set_ylim(0, _top(rows))
-    axes.set_ylabel("accuracy (%), 95% Wilson interval")
+    axes.set_ylabel("accuracy (%), 95% interval")
     axes.legend(fontsize=8)
     axes.set_title("Accuracy per arm and benchmark")
     return _png(plt, figure)
