@@ -8,7 +8,8 @@
    from the block's first on), each block at most `block_mb` of float32, so a big cluster
    never asks for its whole n x n matrix; rows of different k-means clusters are never compared.
 3. After each block the links so far are folded into connected components (scipy), so a
-   cluster's memory is its vectors, one block and its links, never all its pairs.
+   cluster's memory is its vectors, one block and its links, never all its pairs; a block
+   of many duplicates is folded in runs of rows, so its links stay near `block_mb` too.
 4. The kept row of a component: its lowest id, or (`keep: best`) the best by a score column,
    by the rule near_dup uses (pipelines/score/dup_clusters.py).
 5. Every row of scores/clusters (every pool row) gets a row of scores/semantic_dup.
@@ -114,22 +115,36 @@ def linked_rows(vectors: np.ndarray, threshold: float, block_mb: float) -> np.nd
     size = len(vectors)
     lowest = np.arange(size)
     block_rows = max(1, int(block_mb * 2**20) // (4 * max(size, 1)))
+    # a link costs ~80 bytes on its way to the components (index pairs, their copies, scipy's
+    # graph), 20 times its 4-byte cosine: a block of duplicates is folded in runs of rows
+    max_links = max(size, int(block_mb * 2**20) // 80)
     for start in range(0, size, block_rows):
-        cosines = vectors[start : start + block_rows] @ vectors[start:].T
-        rows, columns = np.nonzero(cosines >= threshold)
-        del cosines
-        rows, columns = rows + start, columns + start
-        ahead = rows < columns  # each pair once, and no row with itself
-        if not ahead.any():
-            continue
-        # the links so far stay in as (row, its component's lowest row): the block's pairs are then dropped
-        left = np.concatenate([rows[ahead], np.arange(size)])
-        right = np.concatenate([columns[ahead], lowest])
-        labels = dup_clusters.component_labels(size, left, right)
-        first = np.full(labels.max() + 1, size)
-        np.minimum.at(first, labels, np.arange(size))
-        lowest = first[labels]
+        hits = vectors[start : start + block_rows] @ vectors[start:].T >= threshold
+        ends = np.cumsum(hits.sum(axis=1))
+        first = 0
+        while first < len(hits):
+            done = ends[first - 1] if first else 0
+            last = max(first + 1, int(np.searchsorted(ends, done + max_links, side="right")))
+            lowest = _fold(lowest, hits[first:last], start + first, start)
+            first = last
     return lowest
+
+
+def _fold(lowest: np.ndarray, hits: np.ndarray, row_start: int, column_start: int) -> np.ndarray:
+    """`lowest` with the links of `hits` (rows from row_start, columns from column_start) joined in."""
+    rows, columns = np.nonzero(hits)
+    rows, columns = rows + row_start, columns + column_start
+    ahead = rows < columns  # each pair once, and no row with itself
+    if not ahead.any():
+        return lowest
+    size = len(lowest)
+    # the links so far stay in as (row, its component's lowest row): the block's pairs are then dropped
+    labels = dup_clusters.component_labels(
+        size, np.concatenate([rows[ahead], np.arange(size)]), np.concatenate([columns[ahead], lowest])
+    )
+    first = np.full(labels.max() + 1, size)
+    np.minimum.at(first, labels, np.arange(size))
+    return first[labels]
 
 
 def find_duplicates(
