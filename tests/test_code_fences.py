@@ -161,3 +161,28 @@ def test_the_standard_library_cannot_be_allowed(tmp_path):
 def test_a_name_a_project_module_only_imports_is_not_a_validation_function(reference):
     with pytest.raises(ValueError, match="is not a function defined in"):
         validate.import_callable(reference)
+
+
+def test_an_export_to_an_object_store_leaves_no_temporary_copy_even_when_it_fails(tmp_path, monkeypatch):
+    """checkpoints.export stages an object-store export in a temporary folder: a model's copy
+    that must go whether the upload succeeds or fails (memory:// is fsspec's in-process store)."""
+    import tempfile
+
+    from pipelines import storage, uris
+
+    checkpoint = tmp_path / "checkpoint"
+    (checkpoint / checkpoints.STATE_DIR).mkdir(parents=True)
+    (checkpoint / "config.json").write_text("{}")
+    (checkpoint / checkpoints.STATE_DIR / "state.json").write_text("{}")
+    staging_root = tmp_path / "tmp"
+    staging_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(staging_root))
+
+    checkpoints.export(str(checkpoint), "memory://bucket/export-test/models/a", "unused", False)
+    assert storage.read_json("memory://bucket/export-test/models/a/config.json") == {}
+    assert not storage.exists(f"memory://bucket/export-test/models/a/{checkpoints.STATE_DIR}")
+    assert list(staging_root.iterdir()) == []
+
+    with pytest.raises(uris.CredentialsInLocation):  # the upload fails after the copy is staged
+        checkpoints.export(str(checkpoint), "memory://KEY:SECRET@bucket/models/a", "unused", False)
+    assert list(staging_root.iterdir()) == []

@@ -84,18 +84,26 @@ def is_adapter(folder: str) -> bool:
 
 def export(folder: str, destination: str, base_location: str, trust_remote_code: bool) -> None:
     """models/<ARM>: the checkpoint as a plain HF folder (LoRA merged), without training state."""
-    staging = destination if not storage.is_uri(destination) else tempfile.mkdtemp(prefix="winnow-export-")
-    if is_adapter(folder):
-        merged(folder, base_location, trust_remote_code).save_pretrained(staging)
-        _copy_tokenizer(folder, staging)
-    else:
-        shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(STATE_DIR), dirs_exist_ok=True)
-    if staging != destination:
-        import pyarrow.fs as pafs
+    if not storage.is_uri(destination):
+        _write_export(folder, destination, base_location, trust_remote_code)
+        return
+    import pyarrow.fs as pafs
 
+    staging = tempfile.mkdtemp(prefix="winnow-export-")
+    try:  # a failed merge or upload must not leave a model's copy in the temporary folder
+        _write_export(folder, staging, base_location, trust_remote_code)
         filesystem, path = storage.resolve(destination)
         pafs.copy_files(staging, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=filesystem)
-        shutil.rmtree(staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_export(folder: str, destination: str, base_location: str, trust_remote_code: bool) -> None:
+    if is_adapter(folder):
+        merged(folder, base_location, trust_remote_code).save_pretrained(destination)
+        _copy_tokenizer(folder, destination)
+    else:
+        shutil.copytree(folder, destination, ignore=shutil.ignore_patterns(STATE_DIR), dirs_exist_ok=True)
 
 
 def merged(folder: str, base_location: str, trust_remote_code: bool):
