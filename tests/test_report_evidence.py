@@ -80,6 +80,10 @@ def run_dir(tmp_path_factory) -> str:
     return str(folder)
 
 
+def section(run_dir: str) -> str:
+    return evidence.section(views.connect(run_dir), run_dir)
+
+
 def named(run_dir: str, query: str, **parameters) -> list[dict]:
     return evidence.named_rows(views.connect(run_dir), query, **parameters)
 
@@ -149,7 +153,7 @@ class Tags(HTMLParser):
 
 
 def test_the_section_shows_those_rows_escaped_and_collapsed(run_dir):
-    page = evidence.section(run_dir)
+    page = section(run_dir)
     tags = Tags()
     tags.feed(page)
     assert "script" not in tags.tags  # hostile values stay text
@@ -174,10 +178,10 @@ def test_the_section_shows_those_rows_escaped_and_collapsed(run_dir):
 
 def test_a_run_without_critiques_has_no_cft_part_and_an_empty_run_no_section(tmp_path):
     make_run(tmp_path / "plain", critiques=False)
-    page = evidence.section(str(tmp_path / "plain"))
+    page = section(str(tmp_path / "plain"))
     assert "What each selection picked" in page and "Critiques against the reference" not in page
     (tmp_path / "empty").mkdir()
-    assert evidence.section(str(tmp_path / "empty")) == ""
+    assert section(str(tmp_path / "empty")) == ""
 
 
 def test_winnow_sql_lists_the_rows_the_section_shows(run_dir):
@@ -191,7 +195,7 @@ def test_winnow_sql_lists_the_rows_the_section_shows(run_dir):
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    cft_block = next(block for block in evidence.section(run_dir).split("<details>") if "cft against" in block)
+    cft_block = next(block for block in section(run_dir).split("<details>") if "cft against" in block)
     rows = named(run_dir, "evidence_disagreements", a="cft", b="sft_random")
     assert cft_block.count("<tr>") == 1 + len(rows)  # the header, then exactly the query's rows
     for row in rows:

@@ -34,9 +34,9 @@ NOTE = (
 )
 
 
-def section(run_dir: str) -> str:
-    """The section's HTML for the run in `run_dir`; empty when it has none of the tables."""
-    connection = views.connect(run_dir)
+def section(connection: duckdb.DuckDBPyConnection, run_dir: str) -> str:
+    """The section's HTML for the run in `run_dir` (`connection`: its views.connect); empty
+    when it has none of the tables."""
     present = set(views.views(connection))
     parts = [
         comparison_evidence(connection, run_dir) if "evals" in present else "",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import html
 
-from pipelines.report import cleaning, evidence
 from pipelines.report.comparisons import format_accuracy, format_difference, format_p
 
 STYLE = """
@@ -157,7 +156,8 @@ def figure(name: str, png: bytes, caption: str) -> str:
 
 
 def page(title: str, run_dir: str, sections: dict[str, str], figures: list[str], missing: list[str]) -> str:
-    """`sections`: conclusion (text), results and comparison (HTML tables), alpha (text)."""
+    """`sections`: conclusion (text), results and comparison (HTML tables), alpha (text), and
+    appendix (the cleaning and evidence sections' HTML, the stage's to build: this only renders)."""
     absent = "".join(f"<li>{html.escape(m)}</li>" for m in missing)
     absent_html = f'<p class="note">Not in this run yet:</p><ul class="note">{absent}</ul>' if missing else ""
     return f"""<!doctype html>
@@ -185,5 +185,5 @@ verdict says it ignores training noise, beside the seed spread there is to see.<
 <h2>Plots</h2>
 {"".join(figures)}
 {absent_html}
-{cleaning.section(run_dir)}{evidence.section(run_dir)}</body></html>
+{sections["appendix"]}</body></html>
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 import schemas
 from pipelines import runs, storage, views
 from pipelines.progress import note
-from pipelines.report import page, plots, results
+from pipelines.report import cleaning, evidence, page, plots, results
 
 STAGE_VERSION = 3  # 2: intervals, paired comparisons, seeds; 3: the question is the unit (issue 25)
 OWN_TABLES = ("report", "results")
@@ -66,6 +66,7 @@ def build(run_dir: str, title: str | None = None) -> dict:
         "results": page.results_table(rows, results.best_arms(connection, settings)),
         "comparison": page.comparison_table(rows),
         "alpha": f"{settings.alpha:g}",
+        "appendix": cleaning.section(run_dir) + evidence.section(connection, run_dir),
     }
     document = page.page(title, run_dir, sections, figures, missing)
     _write_bytes(storage.join(report_dir, "index.html"), document.encode("utf-8"))
