@@ -194,8 +194,8 @@ def noise_note(result: stats.Paired, arm: str, baseline: str) -> str:
             f"{result.dominant} dominate the noise (sd {100 * result.sd_seeds:.1f} points from seeds, "
             f"{100 * result.sd_questions:.1f} from questions)"
         )
-    seeded = [(name, seeds) for name, seeds in ((baseline, result.seed_accuracies_b), (arm, result.seed_accuracies_a))]
-    seeded = [(name, seeds) for name, seeds in seeded if len(seeds) > 1]
+    sides = ((baseline, result.seed_accuracies_b), (arm, result.seed_accuracies_a))
+    seeded = [(name, seeds) for name, seeds in sides if len(seeds) > 1]
     if not seeded:
         return "ignores training noise (one seed each: its size is unknown)"
     name, accuracies = seeded[0]
