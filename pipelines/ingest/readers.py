@@ -8,10 +8,12 @@ JSON Lines). Text is UTF-8 with or without a byte-order mark. What cannot be rea
 record with an error, never an exception: a bad row, or one record for the rest of a file
 that is empty (row 0), cut short (a truncated archive) or broken midway (a JSON array).
 
-Memory is bounded by `max_line_bytes`, whatever a file holds: a JSON Lines line or a JSON
-array item longer than that is one "row too long" record with its whole size, counted while
-its bytes are dropped, and reading goes on with the next row. A Parquet or Arrow row is
-measured in Arrow's memory before it becomes Python objects (see `_batches`).
+A text file's memory is bounded by `max_line_bytes`, whatever it holds: a JSON Lines line or
+a JSON array item longer than that is one "row too long" record with its whole size, counted
+while its bytes are dropped, and reading goes on with the next row. A Parquet or Arrow row is
+measured in Arrow's memory before it becomes Python objects (see `_batches`); Arrow has
+decoded its page or record batch by then, so those files are bounded by their largest page
+or batch instead (docs/ingest.md, "Bounded reading").
 """
 
 from __future__ import annotations
