@@ -116,6 +116,16 @@ def test_a_validation_callable_outside_the_project_is_refused_naming_the_key(tmp
     assert "train.allow_validation_modules" in message
 
 
+@pytest.mark.parametrize(
+    "reference", ["pipelines.train.validate:held_out_loss\n", "pipelines.train.validate", "pipelines..x:f", "a:b:c"]
+)
+def test_a_validation_that_is_not_one_module_and_function_is_refused_naming_the_key(tmp_path, reference):
+    with pytest.raises(config_module.ConfigError) as refused:
+        config_module.load(_config(tmp_path, reference))
+    assert "arms.a.select_checkpoint.validation:" in str(refused.value)
+    assert 'is not "package.module:function"' in str(refused.value)
+
+
 def test_the_projects_own_validation_functions_need_no_allow_list(tmp_path):
     loaded = config_module.load(_config(tmp_path, "pipelines.train.validate:held_out_loss"))
     reference = loaded.train.arms["a"].select_checkpoint.validation

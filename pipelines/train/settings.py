@@ -88,7 +88,7 @@ class SelectCheckpoint(Strict):
     metric: str = "val_loss"
     mode: Literal["min", "max"] = "min"
     keep: int = Field(default=3, gt=0)  # checkpoints kept on storage, best first (the latest is always kept)
-    validation: str | None = Field(default=None, pattern=r"^[\w.]+:\w+$")
+    validation: str | None = None  # "module:function", checked by TrainConfig (validate.check_reference)
     validation_kwargs: dict = {}
     num_cpus: float = Field(default=1, gt=0)  # Ray resources of one validation task
     num_gpus: float = Field(default=0, ge=0)

@@ -30,7 +30,7 @@ from pipelines.train import checkpoints, masking, modeling, plan
 
 PROJECT_PACKAGE = "pipelines"
 MODULE_PATTERN = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
-REFERENCE = re.compile(rf"^({MODULE_PATTERN}):([A-Za-z_]\w*)$")
+REFERENCE = re.compile(rf"({MODULE_PATTERN}):([A-Za-z_]\w*)", re.ASCII)  # fullmatch: "$" lets a "\n" through
 
 
 def within(module: str, packages) -> bool:
@@ -48,7 +48,7 @@ def check_allowed_module(module: str) -> None:
 
 def check_reference(reference: str, allowed_modules=()) -> None:
     """Refuse a "module:function" outside `pipelines.*` and `allowed_modules` (names only, no import)."""
-    match = REFERENCE.match(reference)
+    match = REFERENCE.fullmatch(reference)
     if match is None:
         raise ValueError(f'{reference!r} is not "package.module:function"')
     if not within(match.group(1), (PROJECT_PACKAGE, *allowed_modules)):
@@ -61,7 +61,7 @@ def check_reference(reference: str, allowed_modules=()) -> None:
 
 def import_callable(path: str):
     """ "package.module:function" -> the function, which must be defined in that module (or below it)."""
-    match = REFERENCE.match(path)
+    match = REFERENCE.fullmatch(path)
     if match is None:
         raise ValueError(f'validation {path!r} is not "package.module:function"')
     module, name = match.groups()
