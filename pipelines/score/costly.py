@@ -45,7 +45,7 @@ def selectit_scorer(config, settings) -> Scorer:
                 dataset = dataset.map_batches(
                     SelectitActor,
                     fn_constructor_args=(ref.location, ref.trust_remote_code, index, actor_settings),
-                    **_actor_pool(settings, "score selectit"),
+                    **actor_pool(settings, "score selectit"),
                 )
             combine = {"n_models": len(refs), "alpha": settings.alpha, "weights": settings.weights}
             return dataset.map_batches(selectit.combine, batch_format="pyarrow", num_cpus=0.25, fn_kwargs=combine)
@@ -89,7 +89,7 @@ def less_scorer(config, settings) -> Scorer:
             return dataset.map_batches(
                 less.LessActor,
                 fn_constructor_args=(model, means, actor_settings),
-                **_actor_pool(settings, "score less"),
+                **actor_pool(settings, "score less"),
             )
 
         return _write(files, apply, parts_dir, "scores/less", settings, progress)
@@ -113,7 +113,9 @@ def _sample(settings) -> dict:
     return {"sample": [settings.sample_fraction, settings.sample_seed]} if settings.sample_fraction < 1 else {}
 
 
-def _actor_pool(settings, label: str) -> dict:
+def actor_pool(settings, label: str) -> dict:
+    """map_batches options of a scorer's model actors (`rows_per_call` a call, `concurrency`
+    actors), refused first where the pool would starve the reads (embedded Ray)."""
     import ray.data
 
     pool_cpus = settings.concurrency * settings.num_cpus

@@ -93,12 +93,7 @@ def _embedding(config, settings) -> Scorer:
             return dataset.map_batches(
                 embedding.EmbeddingActor,
                 fn_constructor_kwargs=actor_args,
-                batch_format="pyarrow",
-                batch_size=settings.rows_per_call,  # encode sorts a call's texts by length
-                compute=_actors("score embedding", settings),
-                num_cpus=settings.num_cpus,
-                num_gpus=settings.num_gpus,
-                **fault_tolerance.actor_options(),
+                **costly.actor_pool(settings, "score embedding"),  # encode sorts a call's texts by length
             )
 
         return parts.map_and_write(
@@ -153,12 +148,7 @@ def _model_loss(config, settings) -> Scorer:
             return dataset.map_batches(
                 model_loss.ModelLossActor,
                 fn_constructor_args=(ref.location, ref.trust_remote_code, actor_settings),
-                batch_format="pyarrow",
-                batch_size=settings.rows_per_call,
-                compute=_actors("score model_loss", settings),
-                num_cpus=settings.num_cpus,
-                num_gpus=settings.num_gpus,
-                **fault_tolerance.actor_options(),
+                **costly.actor_pool(settings, "score model_loss"),
                 **engine_env,
             )
 
@@ -225,17 +215,6 @@ def _scoring_model(config, name: str) -> loading.ModelRef:
     if train is not None and name in train.warmup and name not in config.models:
         train_warmup.ensure(config, name)
     return train_stage.model_ref(config, name)
-
-
-def _actors(label: str, settings):
-    """The scorer's actor pool, refused first where it would starve the reads (embedded Ray)."""
-    import ray.data
-
-    pool_cpus = settings.concurrency * settings.num_cpus
-    fault_tolerance.refuse_starving_pool(
-        label, f"score.{label.split()[-1]}.num_cpus x concurrency", pool_cpus, parts.ACTOR_IO_CPUS
-    )
-    return ray.data.ActorPoolStrategy(size=settings.concurrency)
 
 
 FOUND = {  # what a cleaning scorer found, said on the console: (flagged, total)
