@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 
-from pipelines import storage
+from pipelines import fences, storage
 from pipelines.ingest import adapters, readers
 from pipelines.ingest.settings import FileSource, IngestConfig, MathematicsSource
 
@@ -149,17 +149,43 @@ def _hf_dataset_files(location: str, splits: list[str] | None):
     if storage.GLOB_CHARS.search(location) or not storage.is_dir(location):
         return None
     if storage.exists(storage.join(location, "dataset_dict.json")):
-        available = storage.read_json(storage.join(location, "dataset_dict.json"))["splits"]
+        available = _hf_metadata(location, "dataset_dict.json")["splits"]
         unknown = sorted(set(splits or []) - set(available))
         if unknown:
             raise InputError(f"{location}: no splits {unknown}; the dataset has {available}")
-        return [f for split in (splits or available) for f in _hf_split_files(storage.join(location, split))]
+        return [f for split in (splits or available) for f in _hf_split_files(_hf_inside(location, split))]
     if storage.exists(storage.join(location, "state.json")):
         return _hf_split_files(location)
     return None
 
 
 def _hf_split_files(folder: str):
-    state = storage.read_json(storage.join(folder, "state.json"))
-    locations = [storage.join(folder, entry["filename"]) for entry in state["_data_files"]]
-    return [(loc, storage.file_infos(loc)[0]) for loc in locations]
+    state = _hf_metadata(folder, "state.json")
+    locations = [_hf_inside(folder, entry["filename"]) for entry in state["_data_files"]]
+    infos = [(loc, storage.file_infos(loc)) for loc in locations]
+    missing = [loc for loc, found in infos if not found]
+    if missing:
+        raise InputError(f"{folder}/state.json names files that are not there: {', '.join(missing)}")
+    return [(loc, found[0]) for loc, found in infos]
+
+
+HF_METADATA_BYTES = 1 << 20  # state.json and dataset_dict.json: a few KB in a real save
+
+
+def _hf_metadata(folder: str, name: str) -> dict:
+    """A dataset folder's metadata file, refused past HF_METADATA_BYTES rather than read whole."""
+    location = storage.join(folder, name)
+    size = storage.file_infos(location)[0].size or 0
+    if size > HF_METADATA_BYTES:
+        raise InputError(f"{location}: {size:,} bytes, not the small metadata file `datasets` writes")
+    return storage.read_json(location)
+
+
+def _hf_inside(folder: str, entry: str) -> str:
+    """A split or data file the metadata names, refused unless it lies inside the dataset
+    folder: a saved dataset from elsewhere must not make ingest read (and keep) other files."""
+    location = storage.join(folder, entry)
+    try:
+        return fences.check_inside(folder, location)
+    except fences.PathOutsideRunError:
+        raise InputError(f"{folder}: its metadata names {entry!r}, outside the dataset folder") from None
