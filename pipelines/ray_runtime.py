@@ -27,7 +27,7 @@ from pipelines.config import RayConfig
 
 CONNECT_SECONDS = 10
 LOOPBACK = "127.0.0.1"
-_EMBEDDED_TOKEN = secrets.token_hex(32)  # one per driver process: Ray caches the token it first reads
+_EMBEDDED_TOKEN = secrets.token_hex(32)  # one per driver process
 _run: dict = {
     "run_dir": None,
     "address": None,
@@ -88,6 +88,7 @@ def ensure_ray(config: RayConfig) -> None:
 def _join(ray, address: str, origin: str, logs: str | None) -> None:
     _run["embedded"] = False
     _check_reachable(address, origin)
+    _reload_auth()  # an embedded Ray this process ran before left its own token cached
     try:
         ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
     except ConnectionError as error:
@@ -143,13 +144,12 @@ def _loopback_and_token(ray) -> Iterator[None]:
     the environment they start with; afterwards the environment is as it was, so no later
     subprocess (a `ray job submit` to another cluster, vllm serve) inherits it."""
     from ray._private import ray_constants
-    from ray._raylet import Config
 
     saved = {name: os.environ.get(name) for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
     os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN"] = _EMBEDDED_TOKEN
-    Config.initialize("")  # Ray caches the mode read at import; this is how Ray itself turns token mode on
+    _reload_auth()
     ray_constants.ENABLE_RAY_CLUSTER = False  # False: the node address is the loopback address
     try:
         yield
@@ -160,6 +160,19 @@ def _loopback_and_token(ray) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _reload_auth() -> None:
+    """Make Ray read its token mode and token from the environment again. It caches both in
+    the process when it first reads them, so without this an embedded Ray's token would go
+    with a later `--address` join (refused by a cluster with a token of its own), and a
+    joined cluster's token with a later embedded start. Before a `ray.init` only: a running
+    driver's connections keep the token they have. The order is Ray's own
+    (ray._private.authentication_test_utils.reset_auth_token_state)."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _send_worker_output_to(workers: logging.Logger) -> None:

@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
+import tempfile
 
 import psutil
 import pytest
+
+from tests.cluster import free_ports
+from tests.conftest import BIN, REPO, cli_env
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -92,3 +100,41 @@ def test_the_embedded_ray_refuses_a_caller_without_its_token(ray_local):
     assert len(answer.node_info_list) == 1
     # the token was in the environment only while Ray started: no later subprocess inherits it
     assert os.environ.get("RAY_AUTH_TOKEN") != ray_runtime._EMBEDDED_TOKEN
+
+
+JOIN_AFTER_EMBEDDED = """
+import ray
+from pipelines import ray_runtime
+from pipelines.config import RayConfig
+
+ray_runtime.ensure_ray(RayConfig(num_cpus=1))
+ray_runtime.shutdown()
+ray.shutdown()
+ray_runtime.configure({run_dir!r}, {address!r})
+ray_runtime.ensure_ray(RayConfig())
+print("joined", ray.get(ray.put(5)), ray.get_runtime_context().gcs_address)
+"""
+
+
+def test_a_join_after_an_embedded_ray_in_the_same_process_uses_the_users_token(tmp_path):
+    """Ray caches the token it first reads: the embedded Ray's own must not go with a later
+    `--address` join to a cluster with a token of its own (it was refused so). The join runs
+    in a process of its own, as the session's embedded Ray (ray_local) must not end here."""
+    port = free_ports(1)[0]
+    ray_temp = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's socket paths fit in 107 bytes
+    env = cli_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="c" * 64, RAY_TMPDIR=ray_temp)
+    command = [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=1"]
+    command += ["--include-dashboard=false", f"--temp-dir={ray_temp}"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    head = subprocess.Popen(command, env=env, start_new_session=True, **quiet)
+    try:
+        script = JOIN_AFTER_EMBEDDED.format(run_dir=str(tmp_path / "run"), address=f"127.0.0.1:{port}")
+        child = subprocess.run(
+            [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=240
+        )
+        assert child.returncode == 0, child.stderr[-3000:]
+        assert "joined 5 " in child.stdout and child.stdout.strip().endswith(f":{port}"), child.stdout
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+        shutil.rmtree(ray_temp, ignore_errors=True)
