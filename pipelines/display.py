@@ -35,7 +35,7 @@ def _text(value) -> str:
 
 def cell(value) -> Text:
     """A value as a table cell, verbatim: None is empty."""
-    return Text("" if value is None else visible(str(value)))
+    return Text(_text(value))
 
 
 def result(title: str, columns: list[str], rows: list[tuple], width: int) -> Table | Text:
