@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS = ("ingest", "scoring", "costly", "selection", "generation", "training", "near_dup")
+BENCHMARKS = (
+    "ingest",
+    "scoring",
+    "costly",
+    "selection",
+    "generation",
+    "training",
+    "near_dup",
+    "near_dup_datasketch",
+    "near_dup_scale",
+)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ class TreeMemory:
 
     def __init__(self, pid: int, every_seconds: float = 0.2):
         self.root, self.every = psutil.Process(pid), every_seconds
-        self.peak_pss = self.peak_root_rss = 0
+        self.peak_pss = self.peak_root_rss = self.peak_process_rss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -41,7 +41,9 @@ class TreeMemory:
             total = 0
             for process in processes:
                 try:
-                    total += process.memory_full_info().pss
+                    memory = process.memory_full_info()
+                    total += memory.pss
+                    self.peak_process_rss = max(self.peak_process_rss, memory.rss)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
             self.peak_pss = max(self.peak_pss, total)

@@ -4,7 +4,7 @@
 replaced (20,000 rows; `--quick`: 2,600), clustered by the scorer's own steps in one process
 (signing, DuckDB buckets, verification, components), compared with every pair whose exact
 Jaccard reaches the threshold. Prints recall, precision and the seconds of each side.
-The 100,000-row comparison with datasketch's LSH and the 1,000,000-row scale run are to come.
+The 100,000-row comparison with datasketch is bench/near_dup_datasketch.py; 1,000,000 rows, bench/near_dup_scale.py.
 """
 
 from __future__ import annotations
