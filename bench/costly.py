@@ -93,8 +93,9 @@ def work(config_path: Path, name: str, batch_rows: int = 32, min_seconds: float 
 
 def batch_function(config, name: str):
     """The scorer's per-batch work, built with the settings its score-stage builder passes."""
+    from pipelines.models import less_checkpoints
     from pipelines.models.loading import default_embedding_model
-    from pipelines.score import compression, embedding, less, less_targets, less_warmup, selectit
+    from pipelines.score import compression, embedding, less, less_targets, selectit
     from pipelines.score.selectit_model import SelectitActor
 
     settings = getattr(config.score, name)
@@ -109,8 +110,12 @@ def batch_function(config, name: str):
         keys = ("answer_prefix", "template", "max_length", "batch_size", "max_batch_tokens", "dtype")
         actor = {**placement, **{k: getattr(settings, k) for k in keys}, "prompts": selectit.load_prompts(None, 5)}
         return SelectitActor(tiny, False, 0, actor)
-    warm = less_warmup.ensure(config, settings)
-    model = {"base": tiny, "trust_remote_code": False, "checkpoints": less_warmup.checkpoint_dirs(config.run_dir, warm)}
+    warm = less_checkpoints.read(config, settings)  # make_run's models stage built it
+    model = {
+        "base": tiny,
+        "trust_remote_code": False,
+        "checkpoints": less_checkpoints.checkpoint_dirs(config.run_dir, warm),
+    }
     model["lrs"] = [c["lr"] for c in warm["checkpoints"]]
     keys = ("dim", "seed", "max_length", "template", "batch_size", "rows_per_chunk", "cache_mb")
     actor = {**placement, **{k: getattr(settings, k) for k in keys}}

@@ -194,3 +194,29 @@ def test_a_target_file_is_read_in_any_ingest_format_and_a_bad_row_is_named(tmp_p
         less_targets.read("bad", LessTarget(path=str(bad), format="gsm8k"), str(tmp_path))
     with pytest.raises(less_targets.TargetError, match="no JSON Lines"):
         less_targets.read("none", LessTarget(path=str(tmp_path / "absent.jsonl")), str(tmp_path))
+
+
+def test_without_a_built_warm_up_the_scorer_stops_naming_the_config_block(tmp_path):
+    """The LESS scorer reads the warm-up by path; the models stage builds it (issue 27)."""
+    import yaml
+
+    from pipelines import config as config_module
+    from pipelines import failures
+    from pipelines.models import less_checkpoints
+    from pipelines.score import costly
+
+    document = {
+        "name": "less-unbuilt",
+        "run_dir": str(tmp_path / "run"),
+        "ingest": {"sources": [{"kind": "mathematics", "name": "math", "rows": 8}]},
+        "models": {"tiny": {"build": {"vocab_size": 400}}},
+        "score": {"less": {"model": "tiny", "targets": {"own": {"pool_source": "math"}}}},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(document))
+    config = config_module.load(tmp_path / "config.yaml")
+    with pytest.raises(less_checkpoints.WarmupNotBuilt) as refused:
+        costly.less_scorer(config, config.score.less)
+    message = str(refused.value)
+    assert f"{config.run_dir}/models/less_warmup" in message and "score.less.warmup" in message
+    assert "the models stage builds it" in message and not (tmp_path / "run" / "models").exists()
+    assert failures.explain(refused.value).user_error  # a user's error: exit 2, no traceback

@@ -1,8 +1,9 @@
-"""The LESS scorer in the score stage on a real local Ray: a LoRA warm-up trained by the train
-stage's Ray Train loop (one TorchTrainer run, ~30 s to start), every epoch's checkpoint kept
-with its Adam state, pool rows scored in an actor pool, and the scores recomputed here from
-autograd gradients for a sample of rows; then a SQL selection by `less.less`, a skipped second
-run, a resumed killed run and a grown pool."""
+"""The LESS scorer in the score stage on a real local Ray: a LoRA warm-up trained by the models
+stage on the train stage's Ray Train loop (one TorchTrainer run, ~30 s to start), every epoch's
+checkpoint kept with its Adam state, pool rows scored in an actor pool, and the scores
+recomputed here from autograd gradients for a sample of rows; then a SQL selection by
+`less.less`, a skipped second run, a resumed killed run, a grown pool, and a score stage that
+refuses a warm-up built from other settings instead of training one."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from test_selectit_stage import leave_as_killed
 from pipelines import config as config_module
 from pipelines import experiment, runs
 from pipelines.ingest.settings import FileSource
+from pipelines.models import less_checkpoints
 from pipelines.select.columns import selectable
 from pipelines.train import checkpoints
 
@@ -72,8 +74,9 @@ def scored(ray_local, tmp_path_factory):
 
 
 def test_every_epoch_checkpoint_is_kept_with_its_adam_state_and_mean_lr(scored):
-    config, _ = scored
+    config, manifests = scored
     warm = runs.read_manifest(config.run_dir, "models/less_warmup")
+    assert manifests["models/less_warmup"] == warm  # the models stage built it, before score
     assert [c["epoch"] for c in warm["checkpoints"]] == [0, 1] and warm["rows_out"] == 16
     assert [c["step"] for c in warm["checkpoints"]] == [4, 8]  # 16 rows / 4 a step: 4 steps an epoch
     last = Path(config.run_dir, "models", "less_warmup", warm["checkpoints"][-1]["name"])
@@ -173,4 +176,15 @@ def test_a_grown_pool_keeps_the_warm_up_and_scores_only_its_new_rows(scored):
     again = experiment.run(grown, ["ingest", "score"])
     assert again["scores/less"]["rows_scored"] == 4
     assert again["scores/less"]["rows_out"] == manifests["scores/less"]["rows_out"] + 4
+    assert runs.read_manifest(config.run_dir, "models/less_warmup")["finished_at"] == finished
+
+
+def test_the_score_stage_refuses_a_warm_up_built_from_other_settings(scored):
+    config, _ = scored
+    less = config.score.less
+    changed = less.model_copy(update={"warmup": less.warmup.model_copy(update={"seed": 1})})
+    other = config.model_copy(update={"score": config.score.model_copy(update={"less": changed})})
+    finished = runs.read_manifest(config.run_dir, "models/less_warmup")["finished_at"]
+    with pytest.raises(less_checkpoints.WarmupNotBuilt, match=r"built from other score\.less\.warmup settings"):
+        experiment.run(other, ["score"])  # score alone reads the warm-up; it never trains one
     assert runs.read_manifest(config.run_dir, "models/less_warmup")["finished_at"] == finished

@@ -128,14 +128,14 @@ def test_padding_and_batching_do_not_change_the_numbers(tiny):
 
 
 def test_a_sample_gets_the_same_losses_and_the_other_rows_only_token_counts(tiny):
-    from pipelines.score import costly
+    from pipelines.score import sampling
 
     messages = [[{"role": r, "content": c} for r, c in row] for row in ROWS]
     ids = [f"row-{i}" for i in range(len(ROWS))]
     sampled_actor = model_loss.ModelLossActor.__new__(model_loss.ModelLossActor)
     sampled_actor.__dict__.update(tiny.__dict__, settings={**tiny.settings, "sample_fraction": 0.5, "sample_seed": 3})
     everything, sample = tiny.score(messages, ids), sampled_actor.score(messages, ids)
-    drawn = [costly.in_sample(i, 0.5, 3) for i in ids]
+    drawn = [sampling.in_sample(i, 0.5, 3) for i in ids]
     assert any(drawn) and not all(drawn)
     for full, part, in_sample in zip(everything, sample, drawn, strict=True):
         assert (part["n_prompt_tokens"], part["n_response_tokens"], part["truncated"]) == (

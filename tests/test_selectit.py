@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipelines.models import small
-from pipelines.score import costly, selectit
+from pipelines.score import sampling, selectit
 from pipelines.score.selectit_model import SelectitActor
 from tests.conftest import CPU_ACTOR
 
@@ -158,7 +158,7 @@ def test_a_sample_of_the_pool_is_rated_and_the_other_rows_get_nulls(models):
     rows = ROWS * 4
     full = score_batch(models[:1], rows)
     sampled = score_batch(models[:1], rows, sample_fraction=0.5, sample_seed=3)
-    drawn = [costly.in_sample(str(i), 0.5, 3) for i in range(len(rows))]
+    drawn = [sampling.in_sample(str(i), 0.5, 3) for i in range(len(rows))]
     assert 0 < sum(drawn) < len(rows)
     for a, b, inside in zip(full, sampled, drawn, strict=True):
         if inside and a["selectit"] is not None:

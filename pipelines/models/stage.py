@@ -1,5 +1,9 @@
 """The models stage: build each `models:` entry that has `build:` or `gguf:` into
-RUN/models/<name>.
+RUN/models/<name>, then the LESS warm-up when `score.less` is configured.
+
+The warm-up (pipelines/models/less_warmup.py) is a LoRA training run, so it is built here
+with the other models, after them (its base may be one of them), and the score stage only
+reads its checkpoints by path. `winnow score` runs this stage first.
 
 A `gguf:` entry is converted to a float32 checkpoint folder; its identity is the file's
 sha256, so a changed file rebuilds it. For `build:`, the tokenizer learns from the first
@@ -28,6 +32,11 @@ def run(config: ExperimentConfig) -> dict:
             manifests[f"models/{name}"] = _build(config.run_dir, name, spec.build)
         elif spec.gguf is not None:
             manifests[f"models/{name}"] = _convert(config.run_dir, name, spec.gguf)
+    less = config.score.less if config.score is not None else None
+    if less is not None:
+        from pipelines.models import less_warmup  # the train loop's modules load only for a LESS warm-up
+
+        manifests[less_warmup.TABLE] = less_warmup.build(config, less)
     return manifests
 
 

@@ -1,33 +1,25 @@
-"""The costly scorers' builders for the score stage (SelectIT, LESS), and the sample they share.
+"""The costly scorers' builders for the score stage (SelectIT, LESS): they only dispatch.
 
 - `selectit_scorer`: one Ray Data actor pool a model, chained in one streaming pipeline (each
   pool appends its model's rating distributions to the batch), then a plain step that turns
   them into scores (pipelines/score/selectit.py).
-- `less_scorer`: the warm-up first (pipelines/score/less_warmup.py, skipped when up to date),
-  the target sets' mean gradient features in one Ray task, then pool rows in an actor pool.
-- `in_sample`: a scorer with `sample_fraction` < 1 scores the rows whose seeded hash of the
-  id falls below the fraction: the same rows on every machine and every run, and a grown
-  pool's old rows keep their draw. The other rows are written with null scores, so the table
-  still has one row per pool row and selectors see them as unscored.
+- `less_scorer`: the warm-up checkpoints read by path (built before, by the models stage:
+  pipelines/models/less_warmup.py), the target sets' mean gradient features in one Ray task,
+  then pool rows in an actor pool.
+
+A scorer with `sample_fraction` < 1 scores a seeded sample of the rows; the draw lives below
+every scorer, in pipelines/score/sampling.py, so the actor modules this file dispatches to
+never import it back.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 from pipelines import fault_tolerance
-from pipelines.models import loading
-from pipelines.score import parts
+from pipelines.models import less_checkpoints, loading
+from pipelines.score import parts, sampling
 from pipelines.score.runner import Scorer
 
 COLUMNS = ["id", "messages"]  # what both read from the pool
-
-
-def in_sample(example_id: str, fraction: float, seed: int) -> bool:
-    if fraction >= 1:
-        return True
-    draw = int.from_bytes(hashlib.sha256(f"{seed}:{example_id}".encode()).digest()[:8], "big") / 2**64
-    return draw < fraction
 
 
 def selectit_scorer(config, settings) -> Scorer:
@@ -59,7 +51,7 @@ def selectit_scorer(config, settings) -> Scorer:
         "prompts": prompts,
         "alpha": settings.alpha,
         **{key: actor_settings[key] for key in ("answer_prefix", "template", "max_length", "dtype")},
-        **_sample(settings),
+        **sampling.fingerprint(settings),
     }
     return Scorer("selectit", fingerprint, "pool", COLUMNS, score)
 
@@ -67,14 +59,14 @@ def selectit_scorer(config, settings) -> Scorer:
 def less_scorer(config, settings) -> Scorer:
     import ray
 
-    from pipelines.score import less, less_targets, less_warmup
+    from pipelines.score import less, less_targets
 
-    warm = less_warmup.ensure(config, settings)
-    base = loading.resolve(settings.warmup.model or settings.model, config.models, config.run_dir)
+    warm = less_checkpoints.read(config, settings)  # built by the models stage; read here by path only
+    base = less_checkpoints.base_model(config, settings)
     model = {
         "base": base.location,
         "trust_remote_code": base.trust_remote_code,
-        "checkpoints": less_warmup.checkpoint_dirs(config.run_dir, warm),
+        "checkpoints": less_checkpoints.checkpoint_dirs(config.run_dir, warm),
         "lrs": [c["lr"] for c in warm["checkpoints"]],
     }
     targets = {name: less_targets.read(name, t, config.run_dir) for name, t in settings.targets.items()}
@@ -99,7 +91,7 @@ def less_scorer(config, settings) -> Scorer:
         "warmup": {key: warm["identity"][key] for key in ("config_hash", "inputs_hash", "code_version")},
         "targets": {name: less_targets.fingerprint(rows) for name, rows in targets.items()},
         **{key: actor_settings[key] for key in ("dim", "seed", "max_length", "template")},
-        **_sample(settings),
+        **sampling.fingerprint(settings),
     }
     return Scorer("less", fingerprint, "pool", COLUMNS, score)
 
@@ -107,10 +99,6 @@ def less_scorer(config, settings) -> Scorer:
 def _placement(settings) -> dict:
     keys = ("device", "num_gpus", "num_cpus", "threads", "sample_fraction", "sample_seed")
     return {key: getattr(settings, key) for key in keys}
-
-
-def _sample(settings) -> dict:
-    return {"sample": [settings.sample_fraction, settings.sample_seed]} if settings.sample_fraction < 1 else {}
 
 
 def actor_pool(settings, label: str) -> dict:

@@ -1,6 +1,7 @@
 """LESS: how much a pool row's training gradient points where a target set's gradients point.
 
-For every warm-up checkpoint c (pipelines/score/less_warmup.py) and target set T:
+For every warm-up checkpoint c (built by the models stage, pipelines/models/less_warmup.py, and
+read here by path) and target set T:
   cos_c(x, T) = mean over target rows z of <f_c(x), g_c(z)>, with f_c the L2-normalised
   projection of x's Adam update direction and g_c that of z's plain gradient
   (pipelines/score/gradients.py). Since every g is unit length, the mean cosine is
@@ -21,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 import schemas
-from pipelines.score import costly, parts
+from pipelines.score import parts, sampling
 from schemas.scores import LESS
 
 
@@ -69,7 +70,7 @@ class LessActor:
         scored = [
             i
             for i, e in enumerate(examples)
-            if e is not None and e.n_loss_tokens and costly.in_sample(ids[i], fraction, seed)
+            if e is not None and e.n_loss_tokens and sampling.in_sample(ids[i], fraction, seed)
         ]
         for start in range(0, len(scored), self.batch_size):
             chosen = scored[start : start + self.batch_size]

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 import schemas
 from pipelines.models import loading
-from pipelines.score import alpaca, costly, parts, render, spans
+from pipelines.score import alpaca, parts, render, sampling, spans
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ class ModelLossActor:
         for index, g, a in zip(scored, given, alone, strict=True):
             truncated = g.stop > s["max_length"] or a.stop > s["max_length"]
             rows[index].update(n_prompt_tokens=g.start, n_response_tokens=g.stop - g.start, truncated=truncated)
-            if costly.in_sample(rows[index]["id"], s["sample_fraction"], s["sample_seed"]):
+            if sampling.in_sample(rows[index]["id"], s["sample_fraction"], s["sample_seed"]):
                 sampled.append(index)  # out of the sample: token counts only, null losses
                 sequences += [scored_positions(g, s["max_length"]), scored_positions(a, s["max_length"])]
         if self.vllm is not None:

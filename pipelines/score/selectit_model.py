@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.models import loading
-from pipelines.score import costly, parts, render, selectit
+from pipelines.score import parts, render, sampling, selectit
 from pipelines.score.model_loss import micro_batches
 from pipelines.score.spans import TemplateError
 
@@ -125,7 +125,7 @@ class SelectitActor:
         """Per row: [prompt][rating] distributions, [prompt] digit mass, truncated (None: not rated)."""
         fraction, seed = self.settings["sample_fraction"], self.settings["sample_seed"]
         per_row = [
-            self.sequences(render.turns_of(m)) if costly.in_sample(i, fraction, seed) else None
+            self.sequences(render.turns_of(m)) if sampling.in_sample(i, fraction, seed) else None
             for m, i in zip(messages, ids, strict=True)
         ]
         flat = [ids for row in per_row if row is not None for ids in row[0]]

@@ -6,7 +6,16 @@ from pipelines import fault_tolerance
 from pipelines.config import ExperimentConfig
 from pipelines.models import loading
 from pipelines.ray_runtime import ensure_ray
-from pipelines.score import clusters, compression, contamination_benchmarks, costly, embedding, model_loss, parts
+from pipelines.score import (
+    clusters,
+    compression,
+    contamination_benchmarks,
+    costly,
+    embedding,
+    model_loss,
+    parts,
+    sampling,
+)
 from pipelines.score.near_dup import scorer as near_dup_scorer
 from pipelines.score.runner import Scorer, run
 from pipelines.score.semantic_dup import scorer as semantic_dup_scorer
@@ -171,8 +180,7 @@ def _model_loss(config, settings) -> Scorer:
         "response_marker": settings.response_marker,
         "dtype": settings.dtype,
         **({"engine": "vllm"} if settings.engine == "vllm" else {}),  # equal to 3e-5, not bit for bit
-        # in the identity, so in the manifest too: a changed sample re-scores
-        **({"sample": [settings.sample_fraction, settings.sample_seed]} if settings.sample_fraction < 1 else {}),
+        **sampling.fingerprint(settings),  # in the identity, so in the manifest too
     }
     return Scorer("model_loss", fingerprint, "pool", columns, score)
 

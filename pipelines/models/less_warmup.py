@@ -1,4 +1,11 @@
-"""The LESS warm-up: a LoRA fine-tune on a sample of the pool, every epoch's checkpoint kept.
+"""The LESS warm-up, built by the models stage: a LoRA fine-tune on a sample of the pool,
+every epoch's checkpoint kept.
+
+It is a training job, so it runs where models are built (pipelines/models/stage.py, after the
+`models:` entries, one of which may be its base) and not inside the score stage: the LESS
+scorer only reads the checkpoints by path (pipelines/models/less_checkpoints.py). It is
+configured by the `score.less.warmup` block, the recipe LESS's scores depend on, and built
+only when `score.less` is configured.
 
 It trains with the train stage's own Ray Train loop (pipelines/train: trainer.fit, the same
 data checks, masking and resume) with a checkpoint at the end of every epoch, and keeps all of
@@ -17,23 +24,21 @@ from __future__ import annotations
 import math
 
 from pipelines import runs, storage
-from pipelines.models import loading
+from pipelines.models import less_checkpoints
 from pipelines.progress import note
+from pipelines.ray_runtime import ensure_ray
 from pipelines.train import data, trainer, warmup
 from pipelines.train.settings import TrainRun, WarmupConfig, resolve
 
-TABLE = "models/less_warmup"
-STAGE_VERSION = 1
+TABLE = less_checkpoints.TABLE
 
 
-def ensure(config, settings) -> dict:
-    """The warm-up's manifest, training it first unless it is up to date."""
+def build(config, settings) -> dict:
+    """The warm-up's manifest for `settings` (score.less), training it first unless it is up to date."""
     warm = settings.warmup
-    base = loading.resolve(warm.model or settings.model, config.models, config.run_dir)
-    if TABLE.removeprefix("models/") in config.models:
-        raise ValueError(f"models: the name {TABLE.removeprefix('models/')!r} is the LESS warm-up's table")
-    identity = runs.stage_identity("less-warmup", warm.model_dump(), {"model": base.fingerprint()}, STAGE_VERSION)
-    stage = runs.StageRun(config.run_dir, "less-warmup", TABLE, identity)
+    base = less_checkpoints.base_model(config, settings)
+    identity = less_checkpoints.identity(config, settings)
+    stage = runs.StageRun(config.run_dir, less_checkpoints.STAGE, TABLE, identity)
     if (manifest := stage.finished()) is not None:
         note("less warm-up: up to date; skipped")
         return manifest
@@ -44,6 +49,7 @@ def ensure(config, settings) -> dict:
     n_rows = warm.rows or max(1, math.ceil(warm.fraction * pool["rows_out"]))
     prepared = _prepared(config.run_dir, stage, warm, n_rows)
     run_settings = train_settings(warm, base.location, prepared)
+    ensure_ray(config.ray)  # the loop runs on Ray Train; a skipped warm-up starts no Ray
     trainer.check_resources(run_settings)
     how = "resuming" if resumed else "training"
     note(f"less warm-up: {how} a LoRA on {sum(prepared.shard_rows):,} pool rows for {warm.epochs} epochs")
@@ -115,7 +121,3 @@ def _export(result, export_dir: str) -> list[dict]:
         kept.append({"name": name, "step": step, "epoch": covered[-1]["epoch"], "lr": lr})
         previous = step
     return kept
-
-
-def checkpoint_dirs(run_dir: str, manifest: dict) -> list[str]:
-    return [storage.join(run_dir, *TABLE.split("/"), c["name"]) for c in manifest["checkpoints"]]
