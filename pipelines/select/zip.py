@@ -11,7 +11,10 @@ out a Python list, b"[" + b", ".join(rows) + b"]". Rounds until the budget is me
 the set once into a `zlib.compressobj` and, per candidate, compresses only the candidate's
 bytes on a copy of it: deflate without flushes emits the same bytes however its input is
 split, so the ratios (and the picks) are exactly those of `exact`, at a cost that does not
-grow with the selection. Candidate compressions run on a thread pool (zlib frees the GIL).
+grow with the selection. Fast mode also keeps the selected set's compressor from round to
+round and grows the batch's one pick by pick, where rebuilding them compressed the whole
+selection again every round (10 MB at 10,000 rows of 1,000 bytes) and the batch at every
+pick. Candidate compressions run on a thread pool in chunks (zlib frees the GIL).
 """
 
 from __future__ import annotations
@@ -65,29 +68,55 @@ class State:
 
 class Zip:
     def __init__(self, rows: list[bytes], level: int = 9, mode: str = "fast", workers: int = 1):
-        self.rows, self.level, self.mode = rows, level, mode
+        self.rows, self.level, self.mode, self.workers = rows, level, mode, workers
         self.pool = ThreadPoolExecutor(max_workers=workers)
+        self.fed: tuple[State, int] | None = None  # (the state, how many of its rows) the prefix below holds
+        self.prefix = Prefix(level)
 
     def close(self) -> None:
         self.pool.shutdown()
 
     def begin(self) -> State:
-        return State(scores=np.array(self._ratios([], range(len(self.rows))), dtype=np.float64))
+        return State(scores=np.array(self._ratios(self._base([]), range(len(self.rows))), dtype=np.float64))
 
-    def _ratios(self, base: list[int], candidates) -> list[float]:
-        """CR(base + [c]) for each candidate c, in the candidates' order."""
+    def _base(self, rows: list[int]):
+        """What candidates are scored against: the rows themselves (exact) or a Prefix (fast)."""
         if self.mode == "exact":
-            prefix_rows = [self.rows[i] for i in base]
-            return list(self.pool.map(lambda c: exact_ratio([*prefix_rows, self.rows[c]], self.level), candidates))
+            return list(rows)
         prefix = Prefix(self.level)
-        for i in base:
+        for i in rows:
             prefix.add(self.rows[i])
-        return list(self.pool.map(lambda c: prefix.ratio_with(self.rows[c]), candidates))
+        return prefix
+
+    def _selected(self, state: State):
+        """The base for the selection: in fast mode, the prefix kept from the last round, fed
+        only the rows picked since (rebuilt only for another state, such as a resumed one)."""
+        if self.mode == "exact":
+            return list(state.selected)
+        if self.fed is None or self.fed[0] is not state or self.fed[1] > len(state.selected):
+            self.fed, self.prefix = (state, 0), Prefix(self.level)
+        for i in state.selected[self.fed[1] :]:
+            self.prefix.add(self.rows[i])
+        self.fed = (state, len(state.selected))
+        return self.prefix
+
+    def _ratios(self, base, candidates) -> list[float]:
+        """CR(base + [c]) for each candidate c, in the candidates' order, in chunks on the pool."""
+        if isinstance(base, Prefix):
+            one = base.ratio_with
+        else:
+            rows = [self.rows[i] for i in base]
+            one = lambda row: exact_ratio([*rows, row], self.level)  # noqa: E731
+        candidates = list(candidates)
+        size = max(1, min(1024, len(candidates) // (4 * self.workers)))  # few tasks, yet even shares
+        chunks = [candidates[i : i + size] for i in range(0, len(candidates), size)]
+        parts = self.pool.map(lambda chunk: [one(self.rows[c]) for c in chunk], chunks)
+        return [ratio for part in parts for ratio in part]
 
     def round(self, state: State, budget: int, k1: int, k2: int, k3: int) -> None:
         live = int(np.isfinite(state.scores).sum())
         order = np.argsort(state.scores, kind="stable")[: min(k1, live)]  # ties: lower index first
-        fresh = np.array(self._ratios(state.selected, order.tolist()), dtype=np.float64)
+        fresh = np.array(self._ratios(self._selected(state), order.tolist()), dtype=np.float64)
         state.scores[order] = fresh
         finalists = order[np.argsort(fresh, kind="stable")[:k2]].tolist()
         batch = self._batch(finalists, min(k3, budget - len(state.selected)))
@@ -97,10 +126,15 @@ class Zip:
 
     def _batch(self, finalists: list[int], size: int) -> list[int]:
         batch: list[int] = []
+        base = self._base([])
         remaining = list(finalists)
         for _ in range(min(size, len(remaining))):
-            ratios = self._ratios(batch, remaining)
+            ratios = self._ratios(base, remaining)
             batch.append(remaining.pop(int(np.argmin(ratios))))  # ties: the earlier finalist
+            if isinstance(base, Prefix):
+                base.add(self.rows[batch[-1]])
+            else:
+                base.append(batch[-1])
         return batch
 
     def run(self, state: State, budget: int, k1: int, k2: int, k3: int, after_round: Callable | None = None) -> State:
