@@ -92,6 +92,7 @@ class StageRun:
         finals = {table: self.table_location(table) for table in outputs}  # every name checked before a delete
         storage.remove(self.manifest_location, within=self.run_dir)
         for table, location in outputs.items():
+            storage.remove_temporaries(location, within=self.run_dir)  # a killed attempt's half-written files
             storage.remove(finals[table], within=self.run_dir)
             storage.move(location, finals[table], within=self.run_dir)
         manifest = {

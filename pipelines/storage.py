@@ -125,6 +125,19 @@ def list_files(location: str, suffix: str = "", recursive: bool = False) -> list
     return sorted(to_location(location, p) for p in found)
 
 
+TEMPORARY = re.compile(r"\.tmp(-\d+-[0-9a-f]{12})?$")  # _write_atomic's and the appenders' unpublished names
+
+
+def remove_temporaries(folder: str, within: str) -> list[str]:
+    """Delete the unpublished files a killed writer left under `folder` (a SIGKILL skips the
+    cleanup in _write_atomic); the removed locations. Only for a folder no writer is using."""
+    fences.check_inside(within, folder)
+    found = [f for f in list_files(folder, recursive=True) if TEMPORARY.search(f)]
+    for location in found:
+        remove(location, within=within)
+    return found
+
+
 def file_infos(location: str) -> list[pafs.FileInfo]:
     """FileInfo of every file at or under `location`, expanding glob patterns (** included)."""
     fs, path = resolve(location)

@@ -38,6 +38,23 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
     assert storage.read_json(str(tmp_path / "t" / "m.json")) == {"a": 1}
 
 
+def test_a_killed_writers_temporaries_are_swept_inside_the_run_only(tmp_path):
+    """A SIGKILL mid-write leaves `<name>.tmp-<pid>-<hex>`; a commit must not publish it."""
+    parts = tmp_path / "run" / "_work" / "parts"
+    storage.write_parquet_atomic(pa.table({"x": [1]}), str(parts / "part-a.parquet"))
+    for stray in ("part-b.parquet.tmp-123-0123456789ab", "deeper/part-c.parquet.tmp", "part-d.parquet.tmp-x"):
+        (parts / stray).parent.mkdir(parents=True, exist_ok=True)
+        (parts / stray).write_bytes(b"half")
+    removed = storage.remove_temporaries(str(parts), within=str(tmp_path / "run"))
+    assert sorted(r.rsplit("/", 1)[-1] for r in removed) == [
+        "part-b.parquet.tmp-123-0123456789ab",
+        "part-c.parquet.tmp",
+    ]
+    assert sorted(p.name for p in parts.rglob("*") if p.is_file()) == ["part-a.parquet", "part-d.parquet.tmp-x"]
+    with pytest.raises(Exception, match="not inside the run folder"):
+        storage.remove_temporaries(str(parts), within=str(tmp_path / "elsewhere"))
+
+
 def test_schemes_pyarrow_lacks_go_through_fsspec():
     """memory:// is fsspec's in-process filesystem: the same code path az:// or hf:// take."""
     from pipelines import runs, views
