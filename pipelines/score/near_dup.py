@@ -66,7 +66,9 @@ def scorer(config, settings) -> Scorer:
         started = time.process_time()
         cpu = 0.0
         if not storage.exists(storage.join(work, RESULT)):
-            cpu += write_band_rows(files, storage.join(work, "bands"), chosen)
+            bands = storage.join(work, "bands")
+            storage.remove(bands, within=config.run_dir)  # a killed run's blocks may have been cut otherwise
+            cpu += write_band_rows(files, bands, chosen)
             task = ray.remote(num_cpus=1)(cluster_rows)
             keep_files = dup_clusters.keep_files(config.run_dir, settings, "near_dup")
             cpu += ray.get(task.remote(files, work, chosen, keep_files))
