@@ -46,7 +46,6 @@ POLL_SECONDS = 1.0  # how often the guard reads the node table and the pending d
 # Node deaths that lose no work: a drained idle node, or one stopped on purpose.
 HARMLESS_DEATHS = {1: "expected termination", 4: "autoscaler drained an idle node"}
 
-_settings = {"capacity_wait_s": DEFAULT_CAPACITY_WAIT_S}
 log = logging.getLogger(__name__)
 
 
@@ -94,9 +93,13 @@ def train_failure_config(max_failures: int):
     return FailureConfig(max_failures=max_failures)
 
 
-def configure(capacity_wait_s: float | None) -> None:
-    """`ray.capacity_wait_s` of the run's config (None: the default); set on connecting to Ray."""
-    _settings["capacity_wait_s"] = DEFAULT_CAPACITY_WAIT_S if capacity_wait_s is None else capacity_wait_s
+def capacity_wait_s() -> float:
+    """`ray.capacity_wait_s` of the run's config, as ray_runtime.ensure_ray took it (None: the default).
+    Read from ray_runtime, which knows nothing of this module: the imports go one way."""
+    from pipelines import ray_runtime
+
+    wait_s = ray_runtime.capacity_wait_s()
+    return DEFAULT_CAPACITY_WAIT_S if wait_s is None else wait_s
 
 
 @contextmanager
@@ -112,7 +115,7 @@ def capacity_guard(label: str, progress=None):
     if not ray.is_initialized() or threading.current_thread() is not threading.main_thread():
         yield
         return
-    watcher = _Watcher(label, _settings["capacity_wait_s"], progress)
+    watcher = _Watcher(label, capacity_wait_s(), progress)
     watcher.start()
     try:
         try:

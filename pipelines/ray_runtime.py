@@ -35,6 +35,7 @@ _run: dict = {
     "watchdog": None,
     "record": None,
     "embedded": False,
+    "capacity_wait_s": None,  # the config's ray.capacity_wait_s; fault_tolerance.capacity_guard reads it
 }
 
 
@@ -65,9 +66,7 @@ def chosen_address(config: RayConfig) -> tuple[str | None, str]:
 def ensure_ray(config: RayConfig) -> None:
     import ray
 
-    from pipelines import fault_tolerance
-
-    fault_tolerance.configure(config.capacity_wait_s)  # how long a stage waits for a lost node's capacity
+    _run["capacity_wait_s"] = config.capacity_wait_s  # how long a stage waits for a lost node's capacity
     if ray.is_initialized():
         run_logs.route_library_logs()  # a stage may have imported a library that logs to the console
         refresh_record()
@@ -211,6 +210,11 @@ def refresh_record() -> None:
 def embedded() -> bool:
     """Whether this process started the Ray it uses (an embedded one, whose CPUs never grow)."""
     return _run["embedded"]
+
+
+def capacity_wait_s() -> float | None:
+    """The run's `ray.capacity_wait_s` as the last `ensure_ray` was given it (None: not set)."""
+    return _run["capacity_wait_s"]
 
 
 def shutdown() -> None:
