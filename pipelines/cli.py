@@ -110,7 +110,7 @@ def score(
     run_dir: str = typer.Option(None, help=RUN_DIR_HELP),
     address: str = typer.Option(None, help=ADDRESS_HELP),
 ):
-    """Build the config's models (LESS's warm-up too) and run its scorers (the pool must be ingested)."""
+    """Build the config's models (the scorers' warm-ups too) and run its scorers (the pool must be ingested)."""
     _run_stages(_load(config, run_dir), ["models", "score"], address)
 
 

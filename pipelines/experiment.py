@@ -18,7 +18,7 @@ from pipelines.train import stage as train_stage
 # Each stage returns {table it wrote: that table's manifest}, in dependency order.
 STAGES: dict[str, Callable[[ExperimentConfig], dict[str, dict]]] = {
     "ingest": lambda config: {"pool": ingest_stage.run(config)},
-    "models": models_stage.run,
+    "models": models_stage.run,  # run() tells it the stages it serves: scorer warm-ups only for score
     "score": score_stage.run_all,
     "select": select_stage.run,
     "critique": critique_stage.run,
@@ -46,10 +46,13 @@ def run(config: ExperimentConfig, only: list[str] | None = None) -> dict[str, di
     if unknown:
         raise ValueError(f"unknown stages {unknown}; stages: {', '.join(STAGES)}")
     manifests: dict[str, dict] = {}
+    chosen = [name for name in STAGES if not only or name in only]
     with run_lock.held(config.run_dir):  # one run at a time in a run folder (pipelines/run_lock.py)
-        for name, stage in STAGES.items():
-            if not only or name in only:
-                running["stage"] = name
-                manifests.update(stage(config))
+        for name in chosen:
+            running["stage"] = name
+            if name == "models":  # the stages after it, or None alone: it builds what they read
+                manifests.update(models_stage.run(config, chosen[chosen.index(name) + 1 :] or None))
+            else:
+                manifests.update(STAGES[name](config))
     running["stage"] = None
     return manifests

@@ -1,5 +1,6 @@
 """Other ways to train, each one TorchTrainer run on 2 CPU workers with a tiny model:
-the CFT arm with packing under FSDP2, and a LoRA warm-up model that the model_loss scorer uses."""
+the CFT arm with packing under FSDP2, and a LoRA warm-up model that the model_loss scorer uses
+(the models stage builds it for a run that scores: test_scorer_warmups.py)."""
 
 from __future__ import annotations
 
@@ -109,8 +110,11 @@ def test_a_lora_warmup_model_is_merged_and_scores_ifd(run, warm):
 
 
 def test_a_scorer_names_a_warmup_model_and_gets_the_trained_one(run, warm):
-    from pipelines.score import stage as score_stage
+    """The score stage reads it by path; the models stage built it (here: the fixture did)."""
+    from pipelines.models import scorer_models
 
     config = run.model_copy(update={"train": TRAIN})
-    assert score_stage._scoring_model(config, "warm").location == f"{run.run_dir}/models/warm"
-    assert score_stage._scoring_model(config, "tiny").location == f"{run.run_dir}/models/tiny"
+    resolved = scorer_models.resolve(config, "warm", "score.model_loss.model")
+    assert resolved.location == f"{run.run_dir}/models/warm"
+    assert resolved.fingerprint() == train_stage.model_ref(run, "warm", TRAIN).fingerprint()
+    assert scorer_models.resolve(config, "tiny", "score.model_loss.model").location == f"{run.run_dir}/models/tiny"

@@ -22,7 +22,8 @@ BUILD_IT = "the models stage builds it (winnow score, or winnow run --stage mode
 
 
 class WarmupNotBuilt(FileNotFoundError):  # a FileNotFoundError: reported as a user's error (exit 2)
-    """No finished LESS warm-up in the run folder matches the config's score.less.warmup."""
+    """A model a scorer reads from the run folder is not built there: no finished LESS warm-up
+    that matches score.less.warmup, or no train.warmup model a scorer names (scorer_models.py)."""
 
 
 def base_model(config, settings) -> loading.ModelRef:

@@ -1,9 +1,12 @@
 """The models stage: build each `models:` entry that has `build:` or `gguf:` into
-RUN/models/<name>, then the LESS warm-up when `score.less` is configured.
+RUN/models/<name>, then the scorers' warm-up models when the run scores.
 
-The warm-up (pipelines/models/less_warmup.py) is a LoRA training run, so it is built here
-with the other models, after them (its base may be one of them), and the score stage only
-reads its checkpoints by path. `winnow score` runs this stage first.
+The warm-ups (pipelines/models/scorer_warmups.py: LESS's LoRA, a `train.warmup` model that
+score.model_loss names) are training runs, so they are built here with the other models,
+after them (their base may be one of them), and the score stage only reads them by path.
+They are built only for the score stage: `run` is told which later stages it serves
+(pipelines/experiment.py), so `winnow train` or `winnow critique` on a config with
+`score.less` trains no warm-up; alone (`winnow run --stage models`) it builds everything.
 
 A `gguf:` entry is converted to a float32 checkpoint folder; its identity is the file's
 sha256, so a changed file rebuilds it. For `build:`, the tokenizer learns from the first
@@ -14,29 +17,30 @@ model (and the scores made with it).
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import pyarrow.parquet as pq
 
 from pipelines import runs, storage
 from pipelines.config import ExperimentConfig
-from pipelines.models import gguf, small
+from pipelines.models import gguf, scorer_warmups, small
 from pipelines.progress import note
 from pipelines.score import parts, render
 
 STAGE_VERSION = 1
 
 
-def run(config: ExperimentConfig) -> dict:
+def run(config: ExperimentConfig, serves: Collection[str] | None = None) -> dict:
+    """Build the `models:` entries, then the scorers' warm-ups when `serves` (the stages run
+    after this one; None: every stage) holds the score stage. {table: manifest}."""
     manifests = {}
     for name, spec in config.models.items():
         if spec.build is not None:
             manifests[f"models/{name}"] = _build(config.run_dir, name, spec.build)
         elif spec.gguf is not None:
             manifests[f"models/{name}"] = _convert(config.run_dir, name, spec.gguf)
-    less = config.score.less if config.score is not None else None
-    if less is not None:
-        from pipelines.models import less_warmup  # the train loop's modules load only for a LESS warm-up
-
-        manifests[less_warmup.TABLE] = less_warmup.build(config, less)
+    if serves is None or "score" in serves:
+        manifests.update(scorer_warmups.build(config))
     return manifests
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipelines import fault_tolerance
 from pipelines.config import ExperimentConfig
-from pipelines.models import loading
+from pipelines.models import loading, scorer_models
 from pipelines.ray_runtime import ensure_ray
 from pipelines.score import (
     clusters,
@@ -126,7 +126,7 @@ def _embedding(config, settings) -> Scorer:
 
 
 def _model_loss(config, settings) -> Scorer:
-    ref = _scoring_model(config, settings.model)
+    ref = scorer_models.resolve(config, settings.model, "score.model_loss.model")  # a warm-up: built by models
     keys = (
         "max_length",
         "batch_size",
@@ -211,18 +211,6 @@ def _clusters(config, settings) -> Scorer:
         "embedding": embedding_manifest["identity"].get("config_hash"),
     }
     return Scorer("clusters", fingerprint, "scores/embedding", ["id", "embedding"], score)
-
-
-def _scoring_model(config, name: str) -> loading.ModelRef:
-    """A `models:` entry or path; or a `train.warmup` model, trained first when it is not yet
-    (IFD's reference scores with a short warm-up model, METHODS.md)."""
-    from pipelines.train import stage as train_stage
-    from pipelines.train import warmup as train_warmup
-
-    train = getattr(config, "train", None)
-    if train is not None and name in train.warmup and name not in config.models:
-        train_warmup.ensure(config, name)
-    return train_stage.model_ref(config, name)
 
 
 FOUND = {  # what a cleaning scorer found, said on the console: (flagged, total)

@@ -6,7 +6,9 @@ entry trains such a model into models/<NAME>, exactly as an arm is trained, on
 - `random`: `rows` pool rows in a seeded hash order;
 - `clusters`: `rows` pool rows in equal shares of the clusters of scores/clusters (the first
   row of every cluster, then the second, ...; within a cluster in the seeded hash order).
-A scorer uses it by name (`score.model_loss.model: <NAME>`), after `ensure(config, NAME)`.
+A scorer uses it by name (`score.model_loss.model: <NAME>`): the models stage builds it
+(pipelines/models/scorer_warmups.py calls `ensure`) for a run that scores, and the score
+stage reads it by path (pipelines/models/scorer_models.py), never training it there.
 """
 
 from __future__ import annotations
@@ -50,7 +52,12 @@ def ensure(config, name: str, train: TrainConfig | None = None) -> dict:
         for table in tables:
             manifest = runs.read_manifest(config.run_dir, table)
             if manifest is None:
-                hint = " (sample: clusters needs the embedding and clusters scorers)" if table != "pool" else ""
+                hint = (  # the models stage builds it before score: clusters must come from an earlier run
+                    " (sample: clusters needs the embedding and clusters scorers finished first, in a run "
+                    "without this warm-up named by score.model_loss.model)"
+                    if table != "pool"
+                    else ""
+                )
                 raise RuntimeError(f"warmup {name}: {table} is not finished in {config.run_dir}{hint}")
             found[table] = manifest["identity"]
         return found
