@@ -13,10 +13,11 @@ import os
 from dataclasses import asdict, dataclass
 
 from pipelines import fences, storage
-from pipelines.ingest import adapters, readers
-from pipelines.ingest.settings import FileSource, IngestConfig, MathematicsSource
+from pipelines.ingest import adapters, conversations, readers
+from pipelines.ingest.settings import ConversationsSource, FileSource, IngestConfig, MathematicsSource
 
 GENERATED_ROW_BYTES = 200  # a generated math row's size, for sizing buckets
+CONVERSATION_ROW_BYTES = 1_500  # a generated conversation staged: 1,370 bytes of text on average, and its meta
 MAX_BUCKETS = 4096
 
 
@@ -24,13 +25,13 @@ MAX_BUCKETS = 4096
 class Unit:
     index: int
     source: str
-    kind: str  # "file" or "mathematics"
+    kind: str  # "file", "mathematics" or "conversations"
     location: str = ""
     container: str = ""
     format: str = ""  # "" when no row of the file could be read to detect it
     start: int = 0
     stop: int = 0
-    generator: str = ""  # the mathematics source's settings, JSON
+    generator: str = ""  # a generated source's settings (and corpus files), JSON
     max_rows: int = 0  # a file unit reads at most this many records (0: all)
 
     @property
@@ -63,6 +64,12 @@ def make_plan(config: IngestConfig) -> Plan:
         if isinstance(source, MathematicsSource):
             units += _generated_units(source, config.rows_per_unit, len(units))
             total_bytes += source.rows * GENERATED_ROW_BYTES
+            continue
+        if isinstance(source, ConversationsSource):
+            corpus, corpus_inputs = _corpus(source)
+            units += _generated_units(source, config.rows_per_unit, len(units), corpus)
+            inputs += corpus_inputs
+            total_bytes += source.rows * CONVERSATION_ROW_BYTES
             continue
         files = _data_files(source)
         if not files:
@@ -107,20 +114,45 @@ def _reason(error: OSError) -> str:
     return os.strerror(error.errno) if error.errno else str(error)
 
 
-def _generated_units(source: MathematicsSource, rows_per_unit: int, first_index: int) -> list[Unit]:
-    settings = json.dumps(source.model_dump(mode="json"), sort_keys=True)
+def _generated_units(source, rows_per_unit: int, first_index: int, corpus: list | None = None) -> list[Unit]:
+    settings = source.model_dump(mode="json")
+    if corpus is not None:  # the workers read the files the plan fingerprinted
+        settings["corpus_files"] = [asdict(corpus_file) for corpus_file in corpus]
     starts = range(0, source.rows, rows_per_unit)
     return [
         Unit(
             first_index + n,
             source.name,
-            "mathematics",
+            source.kind,
             start=start,
             stop=min(start + rows_per_unit, source.rows),
-            generator=settings,
+            generator=json.dumps(settings, sort_keys=True),
         )
         for n, start in enumerate(starts)
     ]
+
+
+def _corpus(source: ConversationsSource) -> tuple[list[conversations.CorpusFile], list]:
+    """The corpus files, their formats and sha256, refused past max_corpus_bytes; and their
+    [location, size, sha256] for the ingest identity (a changed corpus makes other rows)."""
+    files = _data_files(FileSource(kind="files", name=source.name, paths=source.corpus))
+    if not files:
+        raise InputError(f"source {source.name!r}: corpus {source.corpus} matched no data files")
+    size = sum(info.size or 0 for _, _, info in files)
+    if size > source.max_corpus_bytes:
+        raise InputError(
+            f"source {source.name!r}: the corpus holds {size:,} bytes, over max_corpus_bytes "
+            f"({source.max_corpus_bytes:,}): every worker holds it whole"
+        )
+    corpus, inputs = [], []
+    for location, container, info in files:
+        fmt = _detect(source.name, location, container)
+        if not fmt:
+            raise InputError(f"source {source.name!r}: corpus file {location} has no row to read")
+        digest = conversations.fingerprint(location)
+        corpus.append(conversations.CorpusFile(location, container, fmt, digest))
+        inputs.append([location, info.size, f"sha256:{digest}"])
+    return corpus, inputs
 
 
 def _data_files(source: FileSource) -> list[tuple[str, str, object]]:

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 import schemas
 from pipelines import runs, storage
-from pipelines.ingest import adapters, mathematics, normalize, readers
+from pipelines.ingest import adapters, conversations, mathematics, normalize, readers
 from pipelines.ingest.plan import InputError, Unit
 from pipelines.ingest.settings import MAX_LINE_BYTES
 
@@ -97,6 +97,9 @@ def _pool_rows(unit: Unit, max_chars: int, max_line_bytes: int) -> Iterator[dict
     if unit.kind == "mathematics":
         yield from _generated_rows(unit, max_chars)
         return
+    if unit.kind == "conversations":
+        yield from _conversation_rows(unit, max_chars)
+        return
     try:
         records = readers.read(unit.location, unit.container, max_line_bytes)
         for record in itertools.islice(records, unit.max_rows or None):
@@ -159,6 +162,26 @@ def _generated_rows(unit: Unit, max_chars: int) -> Iterator[dict]:
             yield _pool_row(unit, row.index - unit.start + 1, turns, turns[1][1], meta)
         except normalize.RowError as error:
             yield _reject(unit, row.index + 1, error, f"{row.question} => {row.answer}")
+
+
+def _conversation_rows(unit: Unit, max_chars: int) -> Iterator[dict]:
+    settings = json.loads(unit.generator)
+    corpus = conversations.load(tuple(conversations.CorpusFile(**f) for f in settings["corpus_files"]))
+    recipe = conversations.Recipe.from_settings(settings)
+    for row in conversations.generate(unit.start, unit.stop, corpus, recipe):
+        turns = [(r, normalize.text(c, "messages")) for r, c in row.turns]
+        meta = {
+            "generator": "conversations",
+            "seed": recipe.seed,
+            "index": row.index,
+            "bases": row.bases,  # [corpus file, record] of each user turn
+            "variant_of": row.variant_of,
+        }
+        try:
+            normalize.check_size(turns, max_chars, "messages")
+            yield _pool_row(unit, row.index - unit.start + 1, turns, row.reference, meta)
+        except normalize.RowError as error:
+            yield _reject(unit, row.index + 1, error, json.dumps(turns)[: readers.RAW_LIMIT])
 
 
 def _pool_row(unit: Unit, row: int, turns, reference: str | None, meta: dict) -> dict:
