@@ -50,7 +50,7 @@ def run(config: ExperimentConfig, only: list[str] | None = None) -> dict[str, di
     with run_lock.held(config.run_dir):  # one run at a time in a run folder (pipelines/run_lock.py)
         for name in chosen:
             running["stage"] = name
-            if name == "models":  # the stages after it, or None alone: it builds what they read
+            if name == "models":  # the stages after it (None: none, build all): it builds what they read
                 manifests.update(models_stage.run(config, chosen[chosen.index(name) + 1 :] or None))
             else:
                 manifests.update(STAGES[name](config))

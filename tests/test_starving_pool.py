@@ -32,3 +32,16 @@ def test_a_joined_cluster_is_not_judged_by_its_cpus_now(ray_local, monkeypatch):
 
     monkeypatch.setitem(ray_runtime._run, "embedded", False)  # as after --address: it may grow
     fault_tolerance.refuse_starving_pool("score model_loss", "score.model_loss.num_cpus x concurrency", 8.0, 0.25)
+
+
+def test_the_capacity_guard_waits_as_long_as_the_config_ensure_ray_was_given_says(ray_local, monkeypatch):
+    """ray_runtime keeps ray.capacity_wait_s and fault_tolerance reads it there: one way, no circle."""
+    from pipelines import ray_runtime
+    from pipelines.config import RayConfig
+
+    monkeypatch.setitem(ray_runtime._run, "capacity_wait_s", None)
+    assert fault_tolerance.capacity_wait_s() == fault_tolerance.DEFAULT_CAPACITY_WAIT_S  # unset: 600 s
+    ray_runtime.ensure_ray(RayConfig(capacity_wait_s=5))  # Ray is up already: only the settings are taken
+    assert fault_tolerance.capacity_wait_s() == 5
+    ray_runtime.ensure_ray(RayConfig())
+    assert fault_tolerance.capacity_wait_s() == fault_tolerance.DEFAULT_CAPACITY_WAIT_S

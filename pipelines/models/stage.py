@@ -6,7 +6,8 @@ score.model_loss names) are training runs, so they are built here with the other
 after them (their base may be one of them), and the score stage only reads them by path.
 They are built only for the score stage: `run` is told which later stages it serves
 (pipelines/experiment.py), so `winnow train` or `winnow critique` on a config with
-`score.less` trains no warm-up; alone (`winnow run --stage models`) it builds everything.
+`score.less` trains no warm-up; with no stage after it (`winnow run --stage models`, with
+or without ingest) it builds everything.
 
 A `gguf:` entry is converted to a float32 checkpoint folder; its identity is the file's
 sha256, so a changed file rebuilds it. For `build:`, the tokenizer learns from the first
