@@ -16,6 +16,7 @@ BENCHMARKS = (
     "near_dup_datasketch",
     "near_dup_scale",
     "sql_scale",
+    "embedding",
 )
 
 

@@ -57,7 +57,9 @@ def experiment_config(
     sources += [{"kind": "files", "name": f"extra{i}", "paths": [p]} for i, p in enumerate(extra_files)]
     score = {
         "compression": {},
-        "embedding": {"batch_size": 16, "threads": 1, "rows_per_part": 100},
+        # float32: the row-by-row check below is against plain float32 encode (bf16, the default,
+        # is checked at cosine >= 0.999 in tests/test_embedding_backends.py)
+        "embedding": {"batch_size": 16, "threads": 1, "rows_per_part": 100, "precision": "float32"},
         "model_loss": {
             "model": "tiny",
             "max_length": MAX_LENGTH,

@@ -39,6 +39,26 @@ class EmbeddingScorer(Placement):
     batch_size: int = Field(default=64, gt=0)
     rows_per_call: int = Field(default=4096, gt=0)  # rows an actor sorts by length at a time
     rows_per_part: int = Field(default=20_000, gt=0)
+    # torch: float32 | bfloat16 | float16; onnx: float32 | int8 (exported once a run, in RUN/models).
+    # Default torch bfloat16: x3-x4 float32's rows/s at cosine >= 0.9999 on an AVX512-BF16 CPU and
+    # fast on GPUs; a CPU without bf16 units: onnx float32 (docs/scoring.md, "Embedding backends")
+    backend: Literal["torch", "onnx"] = "torch"
+    precision: Literal["float32", "bfloat16", "float16", "int8"] = "bfloat16"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _onnx_float32(cls, data):
+        """`backend: onnx` alone means its float32 (bfloat16 is torch's)."""
+        if isinstance(data, dict) and data.get("backend") == "onnx" and "precision" not in data:
+            return {**data, "precision": "float32"}
+        return data
+
+    @model_validator(mode="after")
+    def _precision_of_backend(self):
+        allowed = {"torch": ("float32", "bfloat16", "float16"), "onnx": ("float32", "int8")}[self.backend]
+        if self.precision not in allowed:
+            raise ValueError(f"precision: {self.precision!r} is not one of backend {self.backend!r}'s {allowed}")
+        return self
 
 
 class Sampled(Placement):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipelines import fault_tolerance
 from pipelines.config import ExperimentConfig
-from pipelines.models import loading, scorer_models
+from pipelines.models import scorer_models
 from pipelines.ray_runtime import ensure_ray
 from pipelines.score import (
     clusters,
@@ -78,51 +78,6 @@ def _compression(config, settings) -> Scorer:
         POOL_COLUMNS,
         score,
     )
-
-
-def _embedding(config, settings) -> Scorer:
-    location = (
-        loading.resolve(settings.model, config.models, config.run_dir).location
-        if settings.model
-        else loading.default_embedding_model()
-    )
-    fingerprint = loading.ModelRef(location).fingerprint()
-    placement = {"threads": settings.threads, "num_cpus": settings.num_cpus, "num_gpus": settings.num_gpus}
-    actor_args = {
-        "location": location,
-        "text": settings.text,
-        "batch_size": settings.batch_size,
-        "max_seq_length": settings.max_seq_length,
-        "device": settings.device,
-        "placement": placement,
-    }
-
-    def score(files, parts_dir, progress):
-        def apply(dataset):
-            return dataset.map_batches(
-                embedding.EmbeddingActor,
-                fn_constructor_kwargs=actor_args,
-                **costly.actor_pool(settings, "score embedding"),  # encode sorts a call's texts by length
-            )
-
-        return parts.map_and_write(
-            files,
-            POOL_COLUMNS,
-            apply,
-            parts_dir,
-            "scores/embedding",
-            settings.rows_per_part,
-            progress,
-            rows_per_block=settings.rows_per_call,
-        )
-
-    fingerprint = {
-        "scorer": "embedding",
-        "model": fingerprint,
-        "text": settings.text,
-        "max_seq_length": settings.max_seq_length,
-    }
-    return Scorer("embedding", fingerprint, "pool", POOL_COLUMNS, score)
 
 
 def _model_loss(config, settings) -> Scorer:
@@ -243,7 +198,7 @@ def _say_found(run_dir: str, name: str) -> None:
 
 BUILDERS = {
     "compression": _compression,
-    "embedding": _embedding,
+    "embedding": embedding.scorer,  # its backends and cached ONNX export live there
     "model_loss": _model_loss,
     "clusters": _clusters,
     "selectit": costly.selectit_scorer,

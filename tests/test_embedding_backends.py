@@ -1,0 +1,110 @@
+"""The embedding scorer's backends against plain float32 SentenceTransformer.encode, on the real
+all-MiniLM-L6-v2: torch bfloat16 (the default), ONNX float32 and int8 (exported once into the run
+folder), and the ONNX path through the score stage on a local Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from pipelines import config as config_module
+from pipelines import experiment, fences, runs
+from pipelines.models import loading
+from pipelines.score import embedding, embedding_onnx, render
+from pipelines.score.settings import EmbeddingScorer
+
+TEXTS = [
+    "What is 7 * 6?\nSeven sixes are 42.\n#### 42",
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?\nNatalia sold 48/2 = 24 clips in May.\n"
+    "Natalia sold 48+24 = 72 clips altogether in April and May.\n#### 72",
+    "Explain how photosynthesis works, in two sentences.",
+    "Write a short poem about the sea.",
+]
+
+
+@pytest.fixture(scope="module")
+def model():
+    location = loading.default_embedding_model()
+    reference = embedding.TorchEncoder(location, "cpu", "float32", None).encode(TEXTS, 4)
+    return location, loading.ModelRef(location).fingerprint(), reference
+
+
+def cosines(found: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    found = found / np.linalg.norm(found, axis=1, keepdims=True)
+    return np.sum(found * reference, axis=1)
+
+
+def test_torch_bfloat16_agrees_with_float32(model):
+    location, _, reference = model
+    found = embedding.TorchEncoder(location, "cpu", "bfloat16", None).encode(TEXTS, 4)
+    assert cosines(found, reference).min() >= 0.999
+
+
+def test_onnx_export_is_cached_in_the_run_folder_and_agrees(model, tmp_path):
+    location, fingerprint, reference = model
+    run_dir = str(tmp_path / "run")
+    data = embedding_onnx.cached_model(location, fingerprint, "int8", run_dir)
+    target = embedding_onnx.cache_location(run_dir, fingerprint, "int8")
+    assert os.listdir(os.path.dirname(target)) == [os.path.basename(target)]  # no temporary left behind
+    written = os.stat(target).st_mtime_ns
+    assert embedding_onnx.cached_model(location, fingerprint, "int8", run_dir) == data  # read, not exported
+    assert os.stat(target).st_mtime_ns == written
+    assert embedding_onnx.cache_location(run_dir, fingerprint, "float32") != target
+    found = embedding_onnx.OnnxEncoder(location, data, 1, "cpu", None).encode(TEXTS, 2)
+    # int8 (dynamic, per channel) measured min 0.988 over 2,000 GSM8K rows (bench/embedding.py):
+    # below the 0.99 the default must meet, which is why it is an option and not the default
+    assert cosines(found, reference).min() >= 0.98
+    elsewhere, linked = tmp_path / "elsewhere", tmp_path / "linked"
+    elsewhere.mkdir()
+    (linked / "run").mkdir(parents=True)
+    (linked / "run" / "models").symlink_to(elsewhere)  # a models folder that leads out of the run
+    with pytest.raises(fences.PathOutsideRunError):
+        embedding_onnx.cached_model(location, fingerprint, "int8", str(linked / "run"))
+    assert not any(elsewhere.iterdir())
+
+
+def test_settings_pair_backends_with_their_precisions():
+    assert EmbeddingScorer().precision == "bfloat16"
+    assert EmbeddingScorer(backend="onnx").precision == "float32"
+    assert EmbeddingScorer(backend="onnx", precision="int8").precision == "int8"
+    for wrong in ({"backend": "onnx", "precision": "bfloat16"}, {"precision": "int8"}):
+        with pytest.raises(ValidationError, match="precision"):
+            EmbeddingScorer(**wrong)
+
+
+@pytest.mark.ray
+def test_the_score_stage_runs_the_onnx_backend(ray_local, model, tmp_path):
+    location, _, _ = model
+    rows = [{"messages": [{"role": "user", "content": text}]} for text in TEXTS]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    document = {
+        "name": "onnx-test",
+        "run_dir": str(tmp_path / "run"),
+        "ray": {"num_cpus": 2},
+        "ingest": {"sources": [{"kind": "files", "name": "rows", "paths": [str(tmp_path / "rows.jsonl")]}]},
+        "score": {"embedding": {"backend": "onnx", "text": "prompt", "threads": 1}},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(document))
+    config = config_module.load(tmp_path / "config.yaml")
+    experiment.run(config, only=["ingest", "score"])
+    pool = {row["id"]: row for row in pq.read_table(f"{config.run_dir}/pool").to_pylist()}
+    table = pq.read_table(f"{config.run_dir}/scores/embedding").to_pylist()
+    texts = [render.render(render.turns_of(pool[row["id"]]["messages"]), "prompt") for row in table]
+    reference = embedding.TorchEncoder(location, "cpu", "float32", None).encode(texts, 4)
+    found = np.array([row["embedding"] for row in table], np.float32)
+    assert np.allclose(np.linalg.norm(found, axis=1), 1.0, atol=1e-6)
+    assert (np.sum(found * reference, axis=1) > 0.9999).all()
+    assert len(os.listdir(f"{config.run_dir}/models/embedding-onnx")) == 1  # exported once, by the driver
+    # the scorer's identity holds backend and precision: switching either recomputes the table
+    identities = {
+        runs.stable_hash(embedding.scorer(config, EmbeddingScorer(**settings)).settings)
+        for settings in ({"backend": "onnx"}, {"backend": "onnx", "precision": "int8"}, {}, {"precision": "float32"})
+    }
+    assert len(identities) == 4
