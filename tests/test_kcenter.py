@@ -86,3 +86,13 @@ def test_a_resumed_state_goes_on_exactly():
     while len(state.centers) < 80:
         again.step(state, keys)
     assert state.centers == clean
+
+
+def test_a_tie_in_float32_is_decided_in_float64():
+    # |row 1| = 1 and |row 2| = sqrt(1 + 2^-24): equal in float32 (whose step at 1 is 2^-23),
+    # so a float32 greedy ties them and takes row 1 by its smaller key; row 2 is farther
+    x = np.array([[0, 0], [1, 0], [1, 2**-12]], dtype=np.float32)
+    assert np.float32(1) + np.float32(2**-24) == np.float32(1)
+    picks, radii = kcenter.select(x, 3, first=0, tie_keys=np.array([0, 0, 1], dtype=np.uint64))
+    assert picks == brute_force(x, 3, first=0)[0] == [0, 2, 1]
+    assert radii[1] == np.sqrt(1 + 2.0**-24) and radii[2] == 2.0**-12

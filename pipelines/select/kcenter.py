@@ -1,12 +1,26 @@
 """k-center greedy (farthest-point) selection: true greedy, exact, never an N x N matrix.
 
-Each step picks the row farthest from every center chosen so far, then updates each row's
-distance to its nearest center. The update skips rows the triangle inequality rules out:
-a row x whose nearest center a satisfies d(a, c) >= 2 d(x, a) cannot be closer to the new
-center c (d(x, c) >= d(a, c) - d(x, a) >= d(x, a)). Only the other rows' distances are
-computed, in chunks, so late steps touch a small part of the data. The picks are the ones
-plain greedy makes (tested against a brute-force loop). Vectors are held as float32 or
-float16 on the CPU or a GPU (torch); distances are computed in float32.
+Each step picks the row farthest from every center chosen so far. A row's distance to its
+nearest center only shrinks as centers are added, so rows are kept in blocks, and a block's
+largest distance, last brought up to date after its first t centers, bounds every distance
+in it from above. A step brings up to date only the blocks whose bound reaches the farthest
+distance found so far (largest bound first), so a block usually catches up on many pending
+centers at once: one matrix product, bound by arithmetic, where one center at a time reads
+every vector for two flops a value and is bound by memory (1.5 GB a pick at 1M x 384).
+
+The products run in float32 (any BLAS, any shape, a GPU), so the kept distances are float32
+screens, each within a proven bound of its float64 value. Only the pick is decided in
+float64: the rows whose screen is within twice the bound of the largest are the only ones
+that can be farthest; their float64 distances (to the centers whose screens come within the
+bound of their nearest) decide, ties going to the smallest tie key. So the picks are those of
+the plain greedy in float64 (tested against a brute-force loop; the bench checks a float64
+plain greedy at 1M rows), and depend on no BLAS, shape or grouping of the work. Plain float32
+greedy has no fixed picks to match: MKL's float32 result for one row and center changes with
+the call's shape (a matrix-vector product over 1 to 33 gathered rows differs from the same
+rows inside a large one), and a near tie at pick 648 of 100k rows once went the other way
+under another BLAS. Vectors are held as float32 or float16 (for a GPU's memory); float16
+picks are exact for the rounded vectors. TF32 matmul must stay off (torch's default): its
+error exceeds the bound.
 """
 
 from __future__ import annotations
@@ -16,12 +30,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Pruning compares squared distances computed as |a|^2 + |c|^2 - 2 a.c, whose float32 error
-# grows with the norms: a margin of this much (times the norms) keeps pruning on the safe side.
-PRUNE_MARGIN = 1e-5
-# Above this fraction of rows left after pruning, one pass over all rows (contiguous) is
-# faster than gathering the survivors (measured here: gathering costs about 3x a row).
-DENSE_FRACTION = 0.3
+# |float32 - exact| of |x|^2 + |c|^2 - 2 x.c is at most (2.5 dim + 4) u (|x|^2 + |c|^2), u = 2^-24
+# (each dot product: dim u; the sums: a few u); the screen allows (4 dim + 8) u, with room for
+# the rounding of stored and resumed values.
+UNIT_ROUNDOFF = 2.0**-24
+# Pending centers a block catches up on per matrix product: bounds its (rows x centers) floats.
+CENTERS_PER_PRODUCT = 1024
 
 
 @dataclass
@@ -31,45 +45,41 @@ class State:
     centers: list[int] = field(default_factory=list)  # row indices in pick order, seeds first
     seeds: int = 0  # how many of `centers` came from a seed selection
     radii: list[float] = field(default_factory=list)  # covering radius just before each new pick
-    min_distance: np.ndarray | None = None  # (N,) distance of each row to its nearest center
-    nearest: np.ndarray | None = None  # (N,) index into `centers` of that center
+    min_distance: np.ndarray | None = None  # (N,) each row's float32-screened distance to its nearest center
+    nearest: np.ndarray | None = None  # (N,) index into `centers` of that center (by the screen)
 
 
 class KCenter:
-    def __init__(self, vectors: np.ndarray, capacity: int, dtype="float32", device="cpu", chunk_rows=65_536):
+    def __init__(self, vectors: np.ndarray, capacity: int, dtype="float32", device="cpu", chunk_rows=2048):
+        """`chunk_rows`: rows a block holds (a block's product is chunk_rows x pending centers)."""
         import torch
 
-        self.torch, self.device, self.chunk_rows = torch, device, chunk_rows
+        self.torch, self.device, self.block_rows = torch, device, chunk_rows
         with warnings.catch_warnings():  # Arrow's read-only buffer: the tensor is never written
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             vectors = torch.from_numpy(np.ascontiguousarray(vectors))
         self.vectors = vectors.to(device=device, dtype=getattr(torch, dtype))
-        self.n = self.vectors.shape[0]
-        self.squared = torch.empty(self.n, dtype=torch.float32, device=device)
+        self.n, dim = self.vectors.shape
+        self.squared = torch.empty(self.n, dtype=torch.float64, device=device)
         for start in range(0, self.n, chunk_rows):
-            block = self.vectors[start : start + chunk_rows].float()
+            block = self.vectors[start : start + chunk_rows].double()
             self.squared[start : start + len(block)] = (block * block).sum(dim=1)
-        self.centers = torch.empty((capacity, self.vectors.shape[1]), dtype=torch.float32, device=device)
-        self.center_squared = torch.empty(capacity, dtype=torch.float32, device=device)
+        self.squared32 = self.squared.float()
+        self.blocks = (self.n + chunk_rows - 1) // chunk_rows
+        # the screen's error bound on a squared distance, for the largest norms there are
+        self.margin = (4 * dim + 8) * UNIT_ROUNDOFF * 2 * float(self.squared.max())
+        self.centers = torch.empty((capacity, dim), dtype=torch.float32, device=device)
+        self.centers64 = torch.empty((capacity, dim), dtype=torch.float64, device=device)
+        self.center_squared = torch.empty(capacity, dtype=torch.float64, device=device)
+        self.center_squared32 = torch.empty(capacity, dtype=torch.float32, device=device)
         self.k = 0
-
-    def distances(self, rows, center: int):
-        """Euclidean distances of `rows` (an index tensor; None: every row) to row `center`."""
-        torch, c = self.torch, self.vectors[center].float()
-        total = self.n if rows is None else len(rows)
-        out = torch.empty(total, dtype=torch.float32, device=self.device)
-        for start in range(0, total, self.chunk_rows):
-            chosen = slice(start, start + self.chunk_rows) if rows is None else rows[start : start + self.chunk_rows]
-            block = self.vectors[chosen].float()
-            squared = self.squared[chosen] + self.squared[center] - 2 * (block @ c)
-            out[start : start + len(block)] = squared.clamp_min_(0).sqrt_()
-        return out
+        self.exact: dict[int, tuple[float, int]] = {}  # row: (float64 distance, centers it covers)
 
     def begin(self, seeds: list[int], first: int) -> State:
         """Centers = the seed rows, or `first` alone when there are none (its radius: inf)."""
         torch = self.torch
-        self.min_distance = torch.full((self.n,), float("inf"), dtype=torch.float32, device=self.device)
         self.nearest = torch.zeros(self.n, dtype=torch.int32, device=self.device)
+        self._reset(torch.full((self.n,), float("inf"), dtype=torch.float32, device=self.device))
         state = State(seeds=len(seeds))
         for row in seeds:
             self.add(state, row)
@@ -79,58 +89,113 @@ class KCenter:
         return state
 
     def resume(self, state: State) -> State:
+        """Go on from a snapshot (whose distances are up to date with all its centers)."""
         torch = self.torch
-        self.min_distance = torch.from_numpy(state.min_distance).to(self.device)
-        self.nearest = torch.from_numpy(state.nearest).to(self.device)
         for row in state.centers:
             self._append(row)
+        distances = torch.from_numpy(np.asarray(state.min_distance, dtype=np.float32)).to(self.device)
+        self.nearest = torch.from_numpy(state.nearest).to(self.device)
+        self._reset(distances.square())
+        self.done[:] = self.k
+        for row in state.centers:
+            self.exact[row] = (0.0, self.k)
         return state
 
     def snapshot(self, state: State) -> State:
-        state.min_distance = self.min_distance.cpu().numpy().copy()
+        for block in np.flatnonzero(self.done < self.k):
+            self._catch_up(block)
+        state.min_distance = self.min_squared.sqrt().cpu().numpy()
         state.nearest = self.nearest.cpu().numpy().copy()
         return state
 
     def step(self, state: State, tie_keys: np.ndarray) -> int:
         """Pick the farthest row (ties: the smallest tie key), make it a center; returns it."""
-        farthest = float(self.min_distance.max())
+        farthest, rows, distances = self._farthest()
         if farthest <= 0:
             raise ValueError("k-center: every row is a center or a duplicate of one; lower the budget")
-        tied = self.torch.nonzero(self.min_distance == farthest).flatten().cpu().numpy()
+        tied = rows[distances == farthest]
         row = int(tied[np.argmin(tie_keys[tied])]) if len(tied) > 1 else int(tied[0])
         self.add(state, row)
         state.radii.append(farthest)
         return row
 
     def add(self, state: State, row: int) -> None:
-        torch = self.torch
-        candidates = None  # None: every row
-        if self.k:  # rows that may be closer to the new center: d(a, c)^2 < 4 d(x, a)^2
-            c = self.vectors[row].float()
-            existing = self.centers[: self.k]
-            gap = self.center_squared[: self.k] + self.squared[row] - 2 * (existing @ c)  # d(a, c)^2, all a
-            margin = PRUNE_MARGIN * (self.center_squared[: self.k].max() + self.squared[row])
-            bound = gap[self.nearest.long()]
-            candidates = torch.nonzero(bound < 4 * self.min_distance.square() + margin).flatten()
-            if len(candidates) > DENSE_FRACTION * self.n:  # gathering scattered rows costs more
-                candidates = None
-        distances = self.distances(candidates, row)
-        closer = distances < (self.min_distance if candidates is None else self.min_distance[candidates])
-        updated = torch.nonzero(closer).flatten() if candidates is None else candidates[closer]
-        self.min_distance[updated] = distances[closer]
-        self.nearest[updated] = self.k
-        self.min_distance[row], self.nearest[row] = 0.0, self.k
+        """Make `row` a center; the blocks catch up on it when their bound next matters."""
         self._append(row)
+        self.min_squared[row], self.nearest[row] = 0.0, self.k - 1
+        self.exact[row] = (0.0, self.k)
         state.centers.append(row)
 
     def covering_radius(self) -> float:
-        """The largest distance of any row to its nearest center."""
-        return float(self.min_distance.max())
+        """The largest float64 distance of any row to its nearest center."""
+        return self._farthest()[0]
+
+    def _farthest(self) -> tuple[float, np.ndarray, np.ndarray]:
+        """(the largest float64 distance, the rows that could hold it, their float64 distances)."""
+        while True:  # the largest screen: every other block's bound is below it
+            block = int(np.argmax(self.block_max))
+            if self.done[block] == self.k:
+                break
+            self._catch_up(block)
+        window = self.block_max[block] - 2 * self.margin  # a farther row's screen is above this
+        for stale in np.flatnonzero((self.block_max >= window) & (self.done < self.k)):
+            self._catch_up(stale)
+        rows = []
+        for block in np.flatnonzero(self.block_max >= window):
+            start = block * self.block_rows
+            near = self.torch.nonzero(self.min_squared[start : start + self.block_rows] >= window).flatten()
+            rows.append(near.cpu().numpy() + start)
+        rows = np.concatenate(rows)
+        distances = np.array([self._exact_distance(int(row)) for row in rows])
+        return float(distances.max()), rows, distances
+
+    def _exact_distance(self, row: int) -> float:
+        """A row's float64 distance to its nearest center, going on from what it last covered:
+        in float64 only the centers whose screen comes within the bound of its nearest."""
+        torch = self.torch
+        distance, covered = self.exact.get(row, (float("inf"), 0))
+        if covered < self.k:
+            x = self.vectors[row].float()
+            fast = self.center_squared32[covered : self.k] - 2 * (self.centers[covered : self.k] @ x)
+            fast += self.squared32[row]
+            limit = min(distance * distance, float(fast.min()) + self.margin) + self.margin
+            centers = torch.nonzero(fast < limit).flatten() + covered
+            dots = (self.centers64[centers] * x.double()).sum(dim=1)  # one row's sum at a time
+            squared = self.squared[row] + self.center_squared[centers] - 2 * dots
+            nearest = float(squared.clamp_min_(0).sqrt_().min()) if len(centers) else float("inf")
+            distance = min(distance, nearest)
+            self.exact[row] = (distance, self.k)
+        return distance
+
+    def _reset(self, min_squared) -> None:
+        self.min_squared = min_squared
+        self.done = np.zeros(self.blocks, dtype=np.int64)  # centers each block is up to date with
+        rows = self.block_rows
+        self.block_max = np.array([float(min_squared[b * rows : (b + 1) * rows].max()) for b in range(self.blocks)])
 
     def _append(self, row: int) -> None:
-        self.centers[self.k] = self.vectors[row].float()
+        vector = self.vectors[row]
+        self.centers[self.k], self.centers64[self.k] = vector.float(), vector.double()
         self.center_squared[self.k] = self.squared[row]
+        self.center_squared32[self.k] = self.squared32[row]
         self.k += 1
+
+    def _catch_up(self, block: int) -> None:
+        """Bring one block's screens up to date with every center."""
+        start = block * self.block_rows
+        x = self.vectors[start : start + self.block_rows].float()
+        current = self.min_squared[start : start + len(x)]
+        for first in range(int(self.done[block]), self.k, CENTERS_PER_PRODUCT):
+            end = min(first + CENTERS_PER_PRODUCT, self.k)
+            # |c|^2 - 2 x.c in one fused product; |x|^2 is the same along a row
+            fast = self.torch.addmm(self.center_squared32[None, first:end], x, self.centers[first:end].T, alpha=-2)
+            nearest, which = fast.min(dim=1)
+            nearest.add_(self.squared32[start : start + len(x)]).clamp_min_(0)  # a duplicate's may dip below 0
+            closer = self.torch.nonzero(nearest < current).flatten()
+            current[closer] = nearest[closer]
+            self.nearest[start + closer] = (which[closer] + first).int()
+        self.done[block] = self.k
+        self.block_max[block] = float(current.max())
 
 
 def select(vectors: np.ndarray, budget: int, first: int, tie_keys: np.ndarray, seeds=(), **options):

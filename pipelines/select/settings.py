@@ -116,7 +116,7 @@ class KCenter(Greedy):
     start_from: Name | None = None  # an earlier selection's rows seed it
     dtype: Literal["float32", "float16"] = "float32"  # how the embeddings are held in memory
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    chunk_rows: int = Field(default=65_536, gt=0)  # rows a distance computation touches at a time
+    chunk_rows: int = Field(default=2048, gt=0)  # rows in a block of k-center's screens (kcenter.py)
     num_cpus: float = Field(default=1, gt=0)
     num_gpus: float = Field(default=0, ge=0)
 
