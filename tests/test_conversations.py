@@ -23,9 +23,7 @@ import json, sys
 from pipelines.ingest import conversations, normalize
 from pipelines.ingest.plan import Unit
 unit = Unit.from_json(sys.argv[1])
-settings = json.loads(unit.generator)
-corpus = conversations.load(tuple(conversations.CorpusFile(**f) for f in settings["corpus_files"]))
-rows = conversations.generate(unit.start, unit.stop, corpus, conversations.Recipe.from_settings(settings))
+rows = conversations.generate(unit.start, unit.stop, *conversations.prepared(json.loads(unit.generator)))
 print(json.dumps([normalize.example_id(row.turns) for row in rows]))
 """
 
@@ -39,9 +37,7 @@ def _units(source: dict, rows_per_unit: int = 10_000):
 
 
 def _rows(unit, start: int, stop: int, **changes) -> list[conversations.Conversation]:
-    settings = {**json.loads(unit.generator), **changes}
-    corpus = conversations.load(tuple(conversations.CorpusFile(**f) for f in settings["corpus_files"]))
-    return list(conversations.generate(start, stop, corpus, conversations.Recipe.from_settings(settings)))
+    return list(conversations.generate(start, stop, *conversations.prepared({**json.loads(unit.generator), **changes})))
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +65,7 @@ def test_a_fresh_process_with_other_hash_seeds_makes_the_same_rows(unit):
 
 def test_a_realistic_length_mix_of_distinct_rows_with_near_duplicates(unit):
     rows = _rows(unit, 0, 3000)
-    settings = json.loads(unit.generator)
-    corpus = conversations.load(tuple(conversations.CorpusFile(**f) for f in settings["corpus_files"]))
-    recipe = conversations.Recipe.from_settings(settings)
+    corpus, recipe = conversations.prepared(json.loads(unit.generator))
     sizes = [sum(len(content.encode()) for _, content in row.turns) for row in rows]
     median = statistics.median(sizes)
     assert median >= 500 and statistics.quantiles(sizes, n=10)[-1] > 2 * median  # a long tail
@@ -81,8 +75,10 @@ def test_a_realistic_length_mix_of_distinct_rows_with_near_duplicates(unit):
     assert 0.15 < sum(len(row.turns) > 2 for row in rows) / len(rows) < 0.25
     variants = [row for row in rows if row.variant_of is not None]
     assert 0.03 < len(variants) / len(rows) < 0.07
-    for variant in variants[:20]:  # a few words from the row it edits
-        original = conversations.original(variant.variant_of, corpus, recipe)
+    for variant in variants:  # a few words from the row before it, itself no variant
+        original = rows[variant.variant_of]
+        assert variant.variant_of == variant.index - 1 and original.variant_of is None
+        assert original == conversations.original(variant.variant_of, corpus, recipe)
         edited, before = variant.turns[-1][1].split(), original.turns[-1][1].split()
         assert variant.turns[:-1] == original.turns[:-1] and edited != before
         assert abs(len(edited) - len(before)) <= 3 and len(set(edited) ^ set(before)) <= 6
@@ -102,6 +98,20 @@ def test_the_plan_fingerprints_the_corpus_and_refuses_one_too_big(shared_data, t
         conversations.load((conversations.CorpusFile(**stale),))
     with pytest.raises(InputError, match="max_corpus_bytes"):
         make_plan(IngestConfig(sources=[_source([str(corpus)], rows=50, max_corpus_bytes=1000)]))
+
+
+def test_records_matching_an_excluded_benchmark_question_are_no_material(shared_data, tmp_path):
+    lines = (shared_data / "pools" / "gsm8k_train.jsonl").read_text(encoding="utf-8").splitlines()[:200]
+    corpus, benchmark = tmp_path / "pool.jsonl", tmp_path / "test.jsonl"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    copied = [json.loads(line) for line in lines[10:13]]  # three train questions posing as a test set
+    benchmark.write_text("".join(json.dumps(record) + "\n" for record in copied), encoding="utf-8")
+    (unit,) = _units(_source([str(corpus)], rows=100, exclude=[str(benchmark)]))
+    (kept,) = conversations.prepared(json.loads(unit.generator))[0].families
+    prompts = {"".join(prompt).strip() for prompt in kept.prompts}
+    assert len(prompts) == 197 and not prompts & {record["question"] for record in copied}
+    (before,) = _units(_source([str(corpus)], rows=100))
+    assert len(conversations.prepared(json.loads(before.generator))[0].families[0].prompts) == 200
 
 
 def test_the_pool_1m_config_makes_a_million_rows_and_six_10k_selections():

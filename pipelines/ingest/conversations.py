@@ -11,7 +11,8 @@ built from pieces (sentences and lines) of the corpus files' prompts and respons
   opening pieces that fit and always its last piece (GSM8K's "#### N", so `reference` holds),
   with at least MIN_FOREIGN runs of consecutive pieces from other responses' bodies inserted;
 - a multi-turn row repeats this for follow-up turns, from other records of the same file;
-- a `near_dup_fraction` of rows are another row's conversation with 1-3 words edited.
+- row `i` is row `i - 1` with 1-3 words of its last response edited when a coin of chance
+  `near_dup_fraction` falls for `i` and not for `i - 1` (a share f(1 - f) of rows).
 
 Row `i` depends only on (seed, i) and the corpus: its random draws come from
 `random.Random(sha256(f"{seed}:{i}:..."))`, so any block is made by any worker, in any order.
@@ -36,6 +37,9 @@ from pipelines.ingest import adapters, normalize, readers
 MIN_FOREIGN = 2  # foreign runs in a response: what makes two rows of one base record differ
 MAX_RUN = 3  # pieces in one run taken from another record
 MIN_BANK = 100  # a file with fewer long responses borrows the whole corpus's (MATH's answers are one token)
+# a record sharing this share of a benchmark question's n-grams is no material: half the
+# contamination scorer's 0.5, as a row joins pieces of several records
+EXCLUDE_OVERLAP = 0.25
 _SENTENCE_END = re.compile(r"(?<=[.!?])[ \t]+(?=\S)")
 
 
@@ -116,10 +120,12 @@ def pieces(text: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=1)  # one corpus held at a time: what max_corpus_bytes bounds
-def load(files: tuple[CorpusFile, ...]) -> Corpus:
-    """The corpus, read once per worker process; a file changed since the plan is an error."""
-    families = tuple(_family(corpus_file) for corpus_file in files)
-    for corpus_file in files:
+def load(files: tuple[CorpusFile, ...], exclude: tuple[CorpusFile, ...] = ()) -> Corpus:
+    """The corpus, read once per worker process, less its records that match a question of an
+    `exclude` benchmark file; a file changed since the plan is an error."""
+    questions = _questions(exclude)
+    families = tuple(_family(corpus_file, questions) for corpus_file in files)
+    for corpus_file in files + exclude:
         if fingerprint(corpus_file.location) != corpus_file.sha256:
             raise ValueError(f"corpus file {corpus_file.location} changed since the plan; run ingest again")
     empty = [f.location for f, family in zip(files, families, strict=True) if not family.prompts]
@@ -134,7 +140,22 @@ def load(files: tuple[CorpusFile, ...]) -> Corpus:
     return Corpus(families=families, bank=bank, starts=tuple(starts))
 
 
-def _family(corpus_file: CorpusFile) -> Family:
+def _questions(exclude: tuple[CorpusFile, ...]):
+    """The contamination scorer's n-gram index of the benchmark questions; None for no file."""
+    if not exclude:
+        return None
+    from pipelines.evaluate import benchmarks
+    from pipelines.score import contamination_index
+
+    questions = []
+    for benchmark in exclude:
+        table = benchmarks.load_file(benchmark.location, benchmark.location).table
+        columns = [table[name].to_pylist() for name in ("benchmark", "question_id", "question")]
+        questions += zip(*columns, strict=True)
+    return contamination_index.build(questions)
+
+
+def _family(corpus_file: CorpusFile, questions) -> Family:
     prompts, responses, references = [], [], []
     for record in readers.read(corpus_file.location, corpus_file.container):
         if record.data is None:
@@ -150,8 +171,21 @@ def _family(corpus_file: CorpusFile) -> Family:
         prompts.append(pieces(turns[0][1]))
         responses.append(pieces(response))
         references.append(adapted.reference)
+    if questions is not None:
+        from pipelines.score import contamination
+
+        texts = ["".join(p) + "\n" + "".join(r) for p, r in zip(prompts, responses, strict=True)]
+        matches = contamination.match_texts(texts, questions, contamination.Thresholds(1, EXCLUDE_OVERLAP))
+        keep = [n for n, found in enumerate(matches) if not found]
+        prompts, responses, references = ([items[n] for n in keep] for items in (prompts, responses, references))
     bank = tuple(r[:-1] for r in responses if len(r) >= 3)  # no stray "#### N" lines mid-response
     return Family(tuple(prompts), tuple(responses), tuple(references), bank)
+
+
+def prepared(settings: dict) -> tuple[Corpus, Recipe]:
+    """A unit's generator settings (the plan's, with its fingerprinted files) -> corpus and recipe."""
+    files, exclude = (tuple(CorpusFile(**f) for f in settings[key]) for key in ("corpus_files", "exclude_files"))
+    return load(files, exclude), Recipe.from_settings(settings)
 
 
 def generate(start: int, stop: int, corpus: Corpus, recipe: Recipe) -> Iterator[Conversation]:
@@ -160,11 +194,15 @@ def generate(start: int, stop: int, corpus: Corpus, recipe: Recipe) -> Iterator[
 
 
 def row(index: int, corpus: Corpus, recipe: Recipe) -> Conversation:
-    chance = _rng(recipe.seed, index, "variant")
-    if index and chance.random() < recipe.near_dup_fraction:
-        source = chance.randrange(index)
-        return _variant(index, original(source, corpus, recipe), chance)
+    if _is_variant(index, recipe) and not _is_variant(index - 1, recipe):
+        # a variant edits the original row just before it: each original has one variant at
+        # most, so two variants never repeat one another's edit, and each has its source in the pool
+        return _variant(index, original(index - 1, corpus, recipe), _rng(recipe.seed, index, "edit"))
     return original(index, corpus, recipe)
+
+
+def _is_variant(index: int, recipe: Recipe) -> bool:
+    return index > 0 and _rng(recipe.seed, index, "variant").random() < recipe.near_dup_fraction
 
 
 def _rng(seed: int, index: int, stream: str) -> random.Random:

@@ -67,7 +67,9 @@ def make_plan(config: IngestConfig) -> Plan:
             continue
         if isinstance(source, ConversationsSource):
             corpus, corpus_inputs = _corpus(source)
-            units += _generated_units(source, config.rows_per_unit, len(units), corpus)
+            exclude, exclude_inputs = _excluded(source)
+            units += _generated_units(source, config.rows_per_unit, len(units), (corpus, exclude))
+            inputs += exclude_inputs
             inputs += corpus_inputs
             total_bytes += source.rows * CONVERSATION_ROW_BYTES
             continue
@@ -114,10 +116,10 @@ def _reason(error: OSError) -> str:
     return os.strerror(error.errno) if error.errno else str(error)
 
 
-def _generated_units(source, rows_per_unit: int, first_index: int, corpus: list | None = None) -> list[Unit]:
+def _generated_units(source, rows_per_unit: int, first_index: int, corpus: tuple | None = None) -> list[Unit]:
     settings = source.model_dump(mode="json")
     if corpus is not None:  # the workers read the files the plan fingerprinted
-        settings["corpus_files"] = [asdict(corpus_file) for corpus_file in corpus]
+        settings["corpus_files"], settings["exclude_files"] = ([asdict(f) for f in files] for files in corpus)
     starts = range(0, source.rows, rows_per_unit)
     return [
         Unit(
@@ -153,6 +155,20 @@ def _corpus(source: ConversationsSource) -> tuple[list[conversations.CorpusFile]
         corpus.append(conversations.CorpusFile(location, container, fmt, digest))
         inputs.append([location, info.size, f"sha256:{digest}"])
     return corpus, inputs
+
+
+def _excluded(source: ConversationsSource) -> tuple[list[conversations.CorpusFile], list]:
+    """The benchmark files whose questions the corpus must not give rows, fingerprinted too."""
+    found, inputs = [], []
+    for location in source.exclude:
+        infos = storage.file_infos(location) if not storage.GLOB_CHARS.search(location) else []
+        container = readers.container_of(location)
+        if len(infos) != 1 or container is None:
+            raise InputError(f"source {source.name!r}: exclude {location} is not one JSON Lines, JSON or Parquet file")
+        digest = conversations.fingerprint(location)
+        found.append(conversations.CorpusFile(location, container, "auto", digest))
+        inputs.append([location, infos[0].size, f"sha256:{digest}"])
+    return found, inputs
 
 
 def _data_files(source: FileSource) -> list[tuple[str, str, object]]:

@@ -59,12 +59,13 @@ class ConversationsSource(Strict):
     rows: int = Field(gt=0)
     seed: int = 0
     corpus: list[str] = Field(min_length=1)  # files, folders, globs of pool data in any ingest format
+    exclude: list[str] = []  # benchmark test files: corpus records matching their questions are dropped
     prompt_median_chars: int = Field(default=120, gt=0)  # log-normal targets, per turn
     response_median_chars: int = Field(default=360, gt=0)
     length_sigma: float = Field(default=0.9, gt=0, le=3)
     multi_turn_fraction: float = Field(default=0.2, ge=0, le=1)
     max_turns: int = Field(default=4, ge=1, le=16)  # user turns of a multi-turn row
-    near_dup_fraction: float = Field(default=0.05, ge=0, le=0.5)  # rows that edit a few words of another
+    near_dup_fraction: float = Field(default=0.05, ge=0, le=0.5)  # f: f(1 - f) of rows edit the row before
     max_corpus_bytes: int = Field(default=256 * 2**20, gt=0)  # bounds what each worker holds
 
 

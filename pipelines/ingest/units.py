@@ -165,9 +165,7 @@ def _generated_rows(unit: Unit, max_chars: int) -> Iterator[dict]:
 
 
 def _conversation_rows(unit: Unit, max_chars: int) -> Iterator[dict]:
-    settings = json.loads(unit.generator)
-    corpus = conversations.load(tuple(conversations.CorpusFile(**f) for f in settings["corpus_files"]))
-    recipe = conversations.Recipe.from_settings(settings)
+    corpus, recipe = conversations.prepared(json.loads(unit.generator))
     for row in conversations.generate(unit.start, unit.stop, corpus, recipe):
         turns = [(r, normalize.text(c, "messages")) for r, c in row.turns]
         meta = {
