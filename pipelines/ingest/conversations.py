@@ -17,7 +17,9 @@ built from pieces (sentences and lines) of the corpus files' prompts and respons
 Row `i` depends only on (seed, i) and the corpus: its random draws come from
 `random.Random(sha256(f"{seed}:{i}:..."))`, so any block is made by any worker, in any order.
 The corpus is read once per worker process (cached by the files' sha256) and refused past
-`max_corpus_bytes`, so a worker's memory is bounded by the config.
+`max_corpus_bytes`, so a worker's memory is bounded by the config; records that match a
+question of an `exclude` benchmark file (the contamination scorer's n-gram index) are dropped
+first, so no row copies a test question.
 """
 
 from __future__ import annotations
