@@ -36,6 +36,8 @@ import numpy as np
 UNIT_ROUNDOFF = 2.0**-24
 # Pending centers a block catches up on per matrix product: bounds its (rows x centers) floats.
 CENTERS_PER_PRODUCT = 1024
+# Rows near the farthest whose float64 distances are brought up to date at a time.
+EXACT_ROWS = 1024
 
 
 @dataclass
@@ -73,7 +75,9 @@ class KCenter:
         self.center_squared = torch.empty(capacity, dtype=torch.float64, device=device)
         self.center_squared32 = torch.empty(capacity, dtype=torch.float32, device=device)
         self.k = 0
-        self.exact: dict[int, tuple[float, int]] = {}  # row: (float64 distance, centers it covers)
+        # float64 distances, kept for the rows that came near the farthest, and the centers they cover
+        self.exact_distance = torch.full((self.n,), float("inf"), dtype=torch.float64, device=device)
+        self.covered = torch.zeros(self.n, dtype=torch.int64, device=device)
 
     def begin(self, seeds: list[int], first: int) -> State:
         """Centers = the seed rows, or `first` alone when there are none (its radius: inf)."""
@@ -97,8 +101,8 @@ class KCenter:
         self.nearest = torch.from_numpy(state.nearest).to(self.device)
         self._reset(distances.square())
         self.done[:] = self.k
-        for row in state.centers:
-            self.exact[row] = (0.0, self.k)
+        centers = torch.tensor(state.centers, dtype=torch.int64, device=self.device)
+        self.exact_distance[centers], self.covered[centers] = 0.0, self.k
         return state
 
     def snapshot(self, state: State) -> State:
@@ -123,7 +127,7 @@ class KCenter:
         """Make `row` a center; the blocks catch up on it when their bound next matters."""
         self._append(row)
         self.min_squared[row], self.nearest[row] = 0.0, self.k - 1
-        self.exact[row] = (0.0, self.k)
+        self.exact_distance[row], self.covered[row] = 0.0, self.k
         state.centers.append(row)
 
     def covering_radius(self) -> float:
@@ -144,27 +148,36 @@ class KCenter:
         for block in np.flatnonzero(self.block_max >= window):
             start = block * self.block_rows
             near = self.torch.nonzero(self.min_squared[start : start + self.block_rows] >= window).flatten()
-            rows.append(near.cpu().numpy() + start)
-        rows = np.concatenate(rows)
-        distances = np.array([self._exact_distance(int(row)) for row in rows])
-        return float(distances.max()), rows, distances
+            rows.append(near + start)
+        rows = self.torch.cat(rows)
+        distances = self.torch.cat([self._exact(rows[i : i + EXACT_ROWS]) for i in range(0, len(rows), EXACT_ROWS)])
+        distances = distances.cpu().numpy()
+        return float(distances.max()), rows.cpu().numpy(), distances
 
-    def _exact_distance(self, row: int) -> float:
-        """A row's float64 distance to its nearest center, going on from what it last covered:
-        in float64 only the centers whose screen comes within the bound of its nearest."""
+    def _exact(self, rows):
+        """The rows' float64 distances to their nearest centers, going on from the centers each
+        last covered: in float64 only the centers whose screen comes within the bound of its nearest."""
         torch = self.torch
-        distance, covered = self.exact.get(row, (float("inf"), 0))
-        if covered < self.k:
-            x = self.vectors[row].float()
-            fast = self.center_squared32[covered : self.k] - 2 * (self.centers[covered : self.k] @ x)
-            fast += self.squared32[row]
-            limit = min(distance * distance, float(fast.min()) + self.margin) + self.margin
-            centers = torch.nonzero(fast < limit).flatten() + covered
-            dots = (self.centers64[centers] * x.double()).sum(dim=1)  # one row's sum at a time
-            squared = self.squared[row] + self.center_squared[centers] - 2 * dots
-            nearest = float(squared.clamp_min_(0).sqrt_().min()) if len(centers) else float("inf")
-            distance = min(distance, nearest)
-            self.exact[row] = (distance, self.k)
+        distance, covered = self.exact_distance[rows], self.covered[rows]
+        stale = torch.nonzero(covered < self.k).flatten()
+        if not len(stale):
+            return distance
+        rows, covered, since = rows[stale], covered[stale], int(covered[stale].min())
+        x = self.vectors[rows].float()
+        fast = torch.addmm(self.center_squared32[None, since : self.k], x, self.centers[since : self.k].T, alpha=-2)
+        fast += self.squared32[rows, None]
+        already = torch.arange(since, self.k, device=self.device)[None, :] < covered[:, None]
+        fast[already] = float("inf")  # centers a row's distance already covers
+        nearest_screen = fast.min(dim=1).values.double()
+        limit = torch.minimum(distance[stale].square(), nearest_screen + self.margin) + self.margin
+        pairs, centers = torch.nonzero(fast < limit[:, None], as_tuple=True)
+        centers += since
+        dots = (x[pairs].double() * self.centers64[centers]).sum(dim=1)  # one pair's sum at a time
+        squared = self.squared[rows[pairs]] + self.center_squared[centers] - 2 * dots
+        nearest = torch.full((len(rows),), float("inf"), dtype=torch.float64, device=self.device)
+        nearest.scatter_reduce_(0, pairs, squared.clamp_min_(0).sqrt_(), "amin")
+        distance[stale] = torch.minimum(distance[stale], nearest)
+        self.exact_distance[rows], self.covered[rows] = distance[stale], self.k
         return distance
 
     def _reset(self, min_squared) -> None:
