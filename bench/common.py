@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -59,6 +61,14 @@ def run_measured(command: list[str], env: dict | None = None) -> tuple[float, Tr
     if process.returncode:
         raise RuntimeError(f"{command} failed: {errors[-3000:]}")
     return time.perf_counter() - started, memory
+
+
+def run_winnow(command: str, config_path: Path) -> tuple[float, TreeMemory]:
+    """`winnow COMMAND CONFIG` as a user runs it (this venv's bin first on PATH, for `ray
+    start`), in a subprocess: (wall seconds, its tree's memory peaks)."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    return run_measured([str(bin_dir / "winnow"), command, str(config_path)], env)
 
 
 def machine() -> str:

@@ -14,7 +14,6 @@ Targets (issue 27): 1,000,000 rows in under 15 minutes, no process above 6 GiB.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +22,7 @@ import duckdb
 import numpy as np
 import yaml
 
-from bench.common import gib, machine, run_measured, save
+from bench.common import gib, machine, run_winnow, save
 
 FILES = 8
 COPY_SHARE = 0.1
@@ -68,13 +67,6 @@ def write_pool(folder: Path, rows: int, seed: int = 0) -> list[Path]:
     return [Path(h.name) for h in handles]
 
 
-def winnow(command: str, config_path: Path):
-    """Run `winnow COMMAND CONFIG` in a subprocess: (seconds, its tree's memory peaks)."""
-    winnow_bin = Path(sys.executable).parent / "winnow"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return run_measured([str(winnow_bin), command, str(config_path)], env)
-
-
 def outcome(run_dir: Path) -> dict:
     """What the table says: rows, rows not kept, clusters of more than one row."""
     parts = str(run_dir / "scores" / "near_dup" / "*.parquet")
@@ -100,8 +92,8 @@ def scale(folder: Path, rows: int) -> dict:
     }
     config_path = folder / "bench.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    ingest_seconds, _ = winnow("ingest", config_path)
-    seconds, memory = winnow("score", config_path)
+    ingest_seconds, _ = run_winnow("ingest", config_path)
+    seconds, memory = run_winnow("score", config_path)
     manifest = json.loads((folder / "run" / "pool" / "_SUCCESS.json").read_text())
     return {
         "pool_rows": manifest["rows_out"],

@@ -14,7 +14,6 @@ are left out.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ import pyarrow.parquet as pq
 import yaml
 
 import schemas
-from bench.common import gib, machine, run_measured, save
+from bench.common import gib, machine, run_winnow, save
 from bench.near_dup_scale import write_pool
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
@@ -82,12 +81,6 @@ def config(folder: Path, paths: list[Path]) -> Path:
     path = folder / "sql_scale.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
-
-
-def winnow(command: str, config_path: Path):
-    winnow_bin = Path(sys.executable).parent / "winnow"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return run_measured([str(winnow_bin), command, str(config_path)], env)
 
 
 def model_tables(run_dir: Path, chunk: int = 100_000) -> None:
@@ -152,10 +145,10 @@ def time_queries(run_dir: Path) -> dict:
 
 def scale(folder: Path, rows: int) -> dict:
     config_path = config(folder, [*write_pool(folder, rows), planted_benchmark_rows(folder)])
-    ingest_seconds, _ = winnow("ingest", config_path)
-    score_seconds, memory = winnow("score", config_path)
+    ingest_seconds, _ = run_winnow("ingest", config_path)
+    score_seconds, memory = run_winnow("score", config_path)
     model_tables(folder / "run")
-    select_seconds, _ = winnow("select", config_path)
+    select_seconds, _ = run_winnow("select", config_path)
     manifest = json.loads((folder / "run" / "pool" / "_SUCCESS.json").read_text())
     return {
         "pool_rows": manifest["rows_out"],
