@@ -116,6 +116,44 @@ def test_a_token_merged_across_the_boundary_belongs_to_the_response(tiny):
     assert first[1] > len("The answer is ") and encoded["input_ids"] == span.ids
 
 
+def reference_prefix_loss(tokenizer, model, text: str, char_start: int, special: bool):
+    """The IFD reference's count (Cherry_LLM): -100 on as many tokens as text[:char_start]
+    has tokenised alone, the rest of the sequence scored."""
+    ids = tokenizer(text, add_special_tokens=special)["input_ids"][:MAX_LENGTH]
+    start = len(tokenizer(text[:char_start], add_special_tokens=special)["input_ids"])
+    labels = [-100] * start + ids[start:]
+    if all(label == -100 for label in labels[1:]):
+        return None
+    with torch.inference_mode():
+        return model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.item()
+
+
+def test_response_tokens_prefix_counts_as_the_reference_does(tiny, tiny_folder):
+    settings = cpu_model_loss_settings(
+        response_marker=MARKER, max_length=MAX_LENGTH, batch_size=3, max_batch_tokens=100, response_tokens="prefix"
+    )
+    actor = model_loss.ModelLossActor(str(tiny_folder), False, settings)
+    tokenizer, model = actor.tokenizer, actor.model
+    rows = [row for row in ROWS if row[-1][0] == "assistant" and row[-1][1]]
+    results = actor.score(
+        [[{"role": r, "content": c} for r, c in row] for row in rows], [str(i) for i in range(len(rows))]
+    )
+    for turns, result in zip(rows, results, strict=True):
+        messages = [{"role": r, "content": c} for r, c in turns]
+        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        start = len(tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True))
+        given = reference_prefix_loss(tokenizer, model, full, start, special=False)
+        alone = reference_prefix_loss(tokenizer, model, MARKER + turns[-1][1], len(MARKER), special=True)
+        assert result["loss_given_prompt"] == pytest.approx(given, abs=1e-5)
+        assert result["loss_alone"] == pytest.approx(alone, abs=1e-5)
+    # where one token spans the boundary (" sum" holds the marker's last space), the reference's
+    # count skips it: the response's first token goes unscored
+    located = spans.text_alone("sum", "The answer is ")
+    overlap, prefix = (spans.token_spans(tokenizer, [located], True, count=c)[0] for c in ("overlap", "prefix"))
+    assert tokenizer.convert_ids_to_tokens(overlap.ids[overlap.start : overlap.stop]) == ["Ġsum"]
+    assert prefix.start == overlap.start + 1 == prefix.stop  # nothing left to score
+
+
 def test_padding_and_batching_do_not_change_the_numbers(tiny):
     messages = [[{"role": r, "content": c} for r, c in row] for row in ROWS]
     together = tiny.score(messages, [str(i) for i in range(len(ROWS))])

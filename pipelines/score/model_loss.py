@@ -181,8 +181,9 @@ class ModelLossActor:
             rows.append(_row(example_id, 0, 0, None, None, False))
             given_texts.append(located)
             alone_texts.append(spans.text_alone(turns[-1][1], s["response_marker"]))
-        given = spans.token_spans(tokenizer, given_texts, special=not self.use_chat_template)
-        alone = spans.token_spans(tokenizer, alone_texts, special=True)
+        count = s.get("response_tokens", "overlap")
+        given = spans.token_spans(tokenizer, given_texts, special=not self.use_chat_template, count=count)
+        alone = spans.token_spans(tokenizer, alone_texts, special=True, count=count)
         sequences, sampled = [], []
         for index, g, a in zip(scored, given, alone, strict=True):
             truncated = g.stop > s["max_length"] or a.stop > s["max_length"]

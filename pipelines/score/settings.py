@@ -81,6 +81,9 @@ class ModelLossScorer(Sampled):
     # auto: the tokenizer's chat template if any; alpaca: the IFD reference's Alpaca prompt
     template: Literal["auto", "chat", "plain", "alpaca"] = "auto"
     response_marker: str = "Assistant: "  # before the response scored alone; alpaca's default: "### Response:"
+    # which tokens are the response's: those overlapping its characters (overlap), or, as the
+    # IFD reference counts them, every token after the tokens of the text before it (prefix)
+    response_tokens: Literal["overlap", "prefix"] = "overlap"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: fp32 on CPU, bf16 on GPU
     rows_per_part: int = Field(default=10_000, gt=0)
     # the forward passes: padded transformers batches, or vLLM's prompt logprobs (unpadded,

@@ -37,15 +37,28 @@ class TemplateError(ValueError):
     pass
 
 
-def token_spans(tokenizer, located: list[Located], special: bool) -> list[Span]:
-    """Each text tokenised (one batched call) and its response's tokens found by offsets."""
+def token_spans(tokenizer, located: list[Located], special: bool, count: str = "overlap") -> list[Span]:
+    """Each text tokenised (one batched call) and its response's tokens found by offsets;
+    `count: prefix` counts them as the IFD reference does (`prefix_spans`)."""
     if not located:
         return []
     encoded = tokenizer([x.text for x in located], return_offsets_mapping=True, add_special_tokens=special)
+    if count == "prefix":
+        return prefix_spans(tokenizer, encoded["input_ids"], located, special)
     return [
         _span(ids, offsets, x.start, x.stop)
         for ids, offsets, x in zip(encoded["input_ids"], encoded["offset_mapping"], located, strict=True)
     ]
+
+
+def prefix_spans(tokenizer, sequences: list[list[int]], located: list[Located], special: bool) -> list[Span]:
+    """The reference's count (Cherry_LLM's `get_perplexity_and_embedding_part_text`): the
+    response starts after as many tokens as the text before it has when tokenised alone, and
+    runs to the sequence's end. Where one token spans the boundary (the Alpaca prompt's ":"
+    and an answer's opening quote), that token is not scored and the span starts one token
+    late, on the answer's second token (docs/scoring.md)."""
+    prefixes = tokenizer([x.text[: x.start] for x in located], add_special_tokens=special)["input_ids"]
+    return [Span(ids, min(len(prefix), len(ids)), len(ids)) for ids, prefix in zip(sequences, prefixes, strict=True)]
 
 
 def _span(ids: list[int], offsets: list[tuple[int, int]], char_start: int, char_stop: int) -> Span:

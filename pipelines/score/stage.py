@@ -88,6 +88,7 @@ def _model_loss(config, settings) -> Scorer:
         "max_batch_tokens",
         "template",
         "response_marker",
+        "response_tokens",
         "dtype",
         "device",
         "num_gpus",
@@ -133,6 +134,7 @@ def _model_loss(config, settings) -> Scorer:
         "max_length": settings.max_length,
         "template": settings.template,
         "response_marker": settings.response_marker,
+        **({"response_tokens": "prefix"} if settings.response_tokens == "prefix" else {}),  # old identities hold
         "dtype": settings.dtype,
         **({"engine": "vllm"} if settings.engine == "vllm" else {}),  # equal to 3e-5, not bit for bit
         **sampling.fingerprint(settings),  # in the identity, so in the manifest too
