@@ -17,6 +17,7 @@ BENCHMARKS = (
     "near_dup_scale",
     "sql_scale",
     "embedding",
+    "model_loss_reference",
 )
 
 
