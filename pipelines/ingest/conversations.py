@@ -146,14 +146,12 @@ def _questions(exclude: tuple[CorpusFile, ...]):
     """The contamination scorer's n-gram index of the benchmark questions; None for no file."""
     if not exclude:
         return None
-    from pipelines.evaluate import benchmarks
-    from pipelines.score import contamination_index
+    from pipelines.evaluate.settings import FileBenchmark
+    from pipelines.score import contamination_benchmarks, contamination_index
 
     questions = []
-    for benchmark in exclude:
-        table = benchmarks.load_file(benchmark.location, benchmark.location).table
-        columns = [table[name].to_pylist() for name in ("benchmark", "question_id", "question")]
-        questions += zip(*columns, strict=True)
+    for n, benchmark in enumerate(exclude):
+        questions += contamination_benchmarks.load_questions(FileBenchmark(name=f"exclude{n}", path=benchmark.location))
     return contamination_index.build(questions)
 
 
