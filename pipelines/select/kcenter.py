@@ -70,10 +70,11 @@ class KCenter:
         self.blocks = (self.n + chunk_rows - 1) // chunk_rows
         # the screen's error bound on a squared distance, for the largest norms there are
         self.margin = (4 * dim + 8) * UNIT_ROUNDOFF * 2 * float(self.squared.max())
+        # the centers' float32 vectors and squared norms, contiguous for the screens' products;
+        # their float64 values are read from `vectors` and `squared` by row
         self.centers = torch.empty((capacity, dim), dtype=torch.float32, device=device)
-        self.centers64 = torch.empty((capacity, dim), dtype=torch.float64, device=device)
-        self.center_squared = torch.empty(capacity, dtype=torch.float64, device=device)
         self.center_squared32 = torch.empty(capacity, dtype=torch.float32, device=device)
+        self.center_rows = torch.empty(capacity, dtype=torch.int64, device=device)
         self.k = 0
         # float64 distances, kept for the rows that came near the farthest, and the centers they cover
         self.exact_distance = torch.full((self.n,), float("inf"), dtype=torch.float64, device=device)
@@ -171,9 +172,9 @@ class KCenter:
         nearest_screen = fast.min(dim=1).values.double()
         limit = torch.minimum(distance[stale].square(), nearest_screen + self.margin) + self.margin
         pairs, centers = torch.nonzero(fast < limit[:, None], as_tuple=True)
-        centers += since
-        dots = (x[pairs].double() * self.centers64[centers]).sum(dim=1)  # one pair's sum at a time
-        squared = self.squared[rows[pairs]] + self.center_squared[centers] - 2 * dots
+        centers = self.center_rows[centers + since]
+        dots = (x[pairs].double() * self.vectors[centers].double()).sum(dim=1)  # one pair's sum at a time
+        squared = self.squared[rows[pairs]] + self.squared[centers] - 2 * dots
         nearest = torch.full((len(rows),), float("inf"), dtype=torch.float64, device=self.device)
         nearest.scatter_reduce_(0, pairs, squared.clamp_min_(0).sqrt_(), "amin")
         distance[stale] = torch.minimum(distance[stale], nearest)
@@ -187,10 +188,8 @@ class KCenter:
         self.block_max = np.array([float(min_squared[b * rows : (b + 1) * rows].max()) for b in range(self.blocks)])
 
     def _append(self, row: int) -> None:
-        vector = self.vectors[row]
-        self.centers[self.k], self.centers64[self.k] = vector.float(), vector.double()
-        self.center_squared[self.k] = self.squared[row]
-        self.center_squared32[self.k] = self.squared32[row]
+        self.centers[self.k], self.center_squared32[self.k] = self.vectors[row].float(), self.squared32[row]
+        self.center_rows[self.k] = row
         self.k += 1
 
     def _catch_up(self, block: int) -> None:
