@@ -96,3 +96,18 @@ def test_a_tie_in_float32_is_decided_in_float64():
     picks, radii = kcenter.select(x, 3, first=0, tie_keys=np.array([0, 0, 1], dtype=np.uint64))
     assert picks == brute_force(x, 3, first=0)[0] == [0, 2, 1]
     assert radii[1] == np.sqrt(1 + 2.0**-24) and radii[2] == 2.0**-12
+
+
+def test_float64_decides_where_float32_cancellation_swamps_the_distances():
+    # rows 1,000 from the origin spread over a radius of 1.5: float32's |x|^2 + |c|^2 - 2 x.c
+    # loses more than the distances' spread to cancellation, so only the float64 decision
+    # among every row within the error bound picks what the brute-force greedy picks
+    rng = np.random.default_rng(5)
+    u = rng.normal(size=(300, 8))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    x = (1000 + u * rng.uniform(0.5, 1.5, size=(300, 1))).astype(np.float32)
+    keys = rng.integers(0, 2**63, len(x)).astype(np.uint64)
+    picks, radii = kcenter.select(x, 40, first=0, tie_keys=keys, chunk_rows=64)
+    expected, expected_radii = brute_force(x, 40, first=0)
+    assert picks == expected
+    np.testing.assert_allclose(radii[1:], expected_radii[1:], rtol=1e-6)
