@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import statistics
 import subprocess
@@ -95,9 +96,22 @@ def test_the_plan_fingerprints_the_corpus_and_refuses_one_too_big(shared_data, t
     corpus.write_text("\n".join(lines[1:301]) + "\n", encoding="utf-8")  # same size, other rows
     assert make_plan(IngestConfig(sources=[source])).inputs != first.inputs  # ingest's identity moves
     with pytest.raises(ValueError, match="changed since the plan"):
-        conversations.load((conversations.CorpusFile(**stale),))
+        conversations.load((conversations.CorpusFile(**stale),), (), 10**9)
     with pytest.raises(InputError, match="max_corpus_bytes"):
         make_plan(IngestConfig(sources=[_source([str(corpus)], rows=50, max_corpus_bytes=1000)]))
+
+
+def test_a_worker_refuses_a_compressed_corpus_whose_text_passes_max_corpus_bytes(shared_data, tmp_path):
+    corpus = tmp_path / "gsm8k.jsonl.gz"
+    lines = (shared_data / "pools" / "gsm8k_train.jsonl").read_text(encoding="utf-8").splitlines()[:300]
+    corpus.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    text = sum(len(record["question"]) + len(record["answer"]) for record in map(json.loads, lines))
+    limit = (corpus.stat().st_size + text) // 2  # the file fits, its text does not
+    assert corpus.stat().st_size < limit < text
+    (unit,) = _units(_source([str(corpus)], rows=50, max_corpus_bytes=limit))  # the plan sees the file's size
+    with pytest.raises(ValueError, match="passes max_corpus_bytes"):
+        conversations.prepared(json.loads(unit.generator))
+    assert conversations.prepared({**json.loads(unit.generator), "max_corpus_bytes": text})[0].records == 300
 
 
 def test_records_matching_an_excluded_benchmark_question_are_no_material(shared_data, tmp_path):

@@ -17,7 +17,8 @@ built from pieces (sentences and lines) of the corpus files' prompts and respons
 Row `i` depends only on (seed, i) and the corpus: its random draws come from
 `random.Random(sha256(f"{seed}:{i}:..."))`, so any block is made by any worker, in any order.
 The corpus is read once per worker process (cached by the files' sha256) and refused past
-`max_corpus_bytes`, so a worker's memory is bounded by the config; records that match a
+`max_corpus_bytes` of files (the plan) or of characters read (here: a compressed file holds
+more text than its size), so a worker's memory is bounded by the config; records that match a
 question of an `exclude` benchmark file (the contamination scorer's n-gram index) are dropped
 first, so no row copies a test question.
 """
@@ -42,6 +43,7 @@ MIN_BANK = 100  # a file with fewer long responses borrows the whole corpus's (M
 # a record sharing this share of a benchmark question's n-grams is no material: half the
 # contamination scorer's 0.5, as a row joins pieces of several records
 EXCLUDE_OVERLAP = 0.25
+EXCLUDE_CHUNK = 1_024  # records matched at a time: match_texts holds every word of its texts at once
 _SENTENCE_END = re.compile(r"(?<=[.!?])[ \t]+(?=\S)")
 
 
@@ -122,11 +124,17 @@ def pieces(text: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=1)  # one corpus held at a time: what max_corpus_bytes bounds
-def load(files: tuple[CorpusFile, ...], exclude: tuple[CorpusFile, ...] = ()) -> Corpus:
+def load(files: tuple[CorpusFile, ...], exclude: tuple[CorpusFile, ...], max_chars: int) -> Corpus:
     """The corpus, read once per worker process, less its records that match a question of an
-    `exclude` benchmark file; a file changed since the plan is an error."""
+    `exclude` benchmark file; a file changed since the plan, or text past `max_chars` (a
+    compressed file holds more than its size, which the plan checked), is an error."""
     questions = _questions(exclude)
-    families = tuple(_family(corpus_file, questions) for corpus_file in files)
+    families = []
+    for corpus_file in files:
+        family, held = _family(corpus_file, questions, max_chars)
+        families.append(family)
+        max_chars -= held
+    families = tuple(families)
     for corpus_file in files + exclude:
         if fingerprint(corpus_file.location) != corpus_file.sha256:
             raise ValueError(f"corpus file {corpus_file.location} changed since the plan; run ingest again")
@@ -155,8 +163,9 @@ def _questions(exclude: tuple[CorpusFile, ...]):
     return contamination_index.build(questions)
 
 
-def _family(corpus_file: CorpusFile, questions) -> Family:
-    prompts, responses, references = [], [], []
+def _family(corpus_file: CorpusFile, questions, max_chars: int) -> tuple[Family, int]:
+    """A file's records as pieces, and the characters of text read (refused past `max_chars`)."""
+    prompts, responses, references, held = [], [], [], 0
     for record in readers.read(corpus_file.location, corpus_file.container):
         if record.data is None:
             continue
@@ -168,24 +177,35 @@ def _family(corpus_file: CorpusFile, questions) -> Family:
         response = next((c for r, c in turns if r == "assistant"), None) or adapted.reference
         if not turns or turns[0][0] != "user" or not response:
             continue
+        held += len(turns[0][1]) + len(response)
+        if held > max_chars:
+            raise ValueError(f"corpus file {corpus_file.location}: its text passes max_corpus_bytes")
         prompts.append(pieces(turns[0][1]))
         responses.append(pieces(response))
         references.append(adapted.reference)
     if questions is not None:
-        from pipelines.score import contamination
-
-        texts = ["".join(p) + "\n" + "".join(r) for p, r in zip(prompts, responses, strict=True)]
-        matches = contamination.match_texts(texts, questions, contamination.Thresholds(1, EXCLUDE_OVERLAP))
-        keep = [n for n, found in enumerate(matches) if not found]
+        keep = _unmatched(prompts, responses, questions)
         prompts, responses, references = ([items[n] for n in keep] for items in (prompts, responses, references))
     bank = tuple(r[:-1] for r in responses if len(r) >= 3)  # no stray "#### N" lines mid-response
-    return Family(tuple(prompts), tuple(responses), tuple(references), bank)
+    return Family(tuple(prompts), tuple(responses), tuple(references), bank), held
+
+
+def _unmatched(prompts: list, responses: list, questions) -> list[int]:
+    """The records (prompt and response) that match no benchmark question."""
+    from pipelines.score import contamination
+
+    thresholds, keep = contamination.Thresholds(1, EXCLUDE_OVERLAP), []
+    for start in range(0, len(prompts), EXCLUDE_CHUNK):
+        chunk = zip(prompts[start : start + EXCLUDE_CHUNK], responses[start : start + EXCLUDE_CHUNK], strict=True)
+        matches = contamination.match_texts(["".join(p) + "\n" + "".join(r) for p, r in chunk], questions, thresholds)
+        keep += [start + n for n, found in enumerate(matches) if not found]
+    return keep
 
 
 def prepared(settings: dict) -> tuple[Corpus, Recipe]:
     """A unit's generator settings (the plan's, with its fingerprinted files) -> corpus and recipe."""
     files, exclude = (tuple(CorpusFile(**f) for f in settings[key]) for key in ("corpus_files", "exclude_files"))
-    return load(files, exclude), Recipe.from_settings(settings)
+    return load(files, exclude, settings["max_corpus_bytes"]), Recipe.from_settings(settings)
 
 
 def generate(start: int, stop: int, corpus: Corpus, recipe: Recipe) -> Iterator[Conversation]:

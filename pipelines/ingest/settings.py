@@ -66,7 +66,7 @@ class ConversationsSource(Strict):
     multi_turn_fraction: float = Field(default=0.2, ge=0, le=1)
     max_turns: int = Field(default=4, ge=1, le=16)  # user turns of a multi-turn row
     near_dup_fraction: float = Field(default=0.05, ge=0, le=0.5)  # f: f(1 - f) of rows edit the row before
-    max_corpus_bytes: int = Field(default=256 * 2**20, gt=0)  # bounds what each worker holds
+    max_corpus_bytes: int = Field(default=256 * 2**20, gt=0)  # the files' size and the text a worker holds
 
 
 Source = Annotated[FileSource | MathematicsSource | ConversationsSource, Field(discriminator="kind")]
