@@ -214,7 +214,10 @@ def read_json(location: str):
 
 
 def write_json_atomic(document, location: str) -> None:
-    data = json.dumps(document, indent=2, sort_keys=True, default=str).encode("utf-8")
+    write_bytes_atomic(json.dumps(document, indent=2, sort_keys=True, default=str).encode("utf-8"), location)
+
+
+def write_bytes_atomic(data: bytes, location: str) -> None:
     _write_atomic(location, lambda fs, path: _write_bytes(fs, path, data))
 
 
