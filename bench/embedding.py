@@ -47,7 +47,7 @@ def candidates(location: str, run_dir: str) -> dict:
         "torch bfloat16": embedding.TorchEncoder(location, "cpu", "bfloat16", None),
     }
     for precision in embedding_onnx.PRECISIONS:
-        model = embedding_onnx.cached_model(location, fingerprint, precision, run_dir)
+        model = embedding_onnx.ensure_exported(location, fingerprint, precision, run_dir)
         found[f"onnx {precision}"] = embedding_onnx.OnnxEncoder(location, model, THREADS, "cpu", None)
     try:
         import openvino
@@ -55,7 +55,7 @@ def candidates(location: str, run_dir: str) -> dict:
         return found
     exported = embedding_onnx.cache_location(run_dir, fingerprint, "float32")
     for precision in ("f32", "bf16"):
-        encoder = embedding_onnx.OnnxEncoder(location, Path(exported).read_bytes(), THREADS, "cpu", None)
+        encoder = embedding_onnx.OnnxEncoder(location, exported, THREADS, "cpu", None)
         encoder.session = _OpenVino(openvino, exported, precision)  # the same tokenising and pooling
         found[f"openvino {precision}"] = encoder
     return found

@@ -41,7 +41,7 @@ class EmbeddingActor:
         placement: dict,
         backend: str = "torch",
         precision: str = "float32",
-        onnx_model: bytes | None = None,
+        onnx_model: str | None = None,
     ):
         loading.set_threads(placement["threads"], placement["num_cpus"])
         device = loading.pick_device(device, placement["num_gpus"])
@@ -106,15 +106,16 @@ def scorer(config, settings) -> Scorer:
     actor_args = {"location": location, "placement": placement, **{key: getattr(settings, key) for key in keys}}
 
     def score(files, parts_dir, progress):
+        onnx_model = None
         if settings.backend == "onnx":  # exported by the driver, once, before any actor starts
-            from pipelines.score.embedding_onnx import cached_model
+            from pipelines.score.embedding_onnx import ensure_exported
 
-            actor_args["onnx_model"] = cached_model(location, model_fingerprint, settings.precision, config.run_dir)
+            onnx_model = ensure_exported(location, model_fingerprint, settings.precision, config.run_dir)
 
         def apply(dataset):
             return dataset.map_batches(
                 EmbeddingActor,
-                fn_constructor_kwargs=actor_args,
+                fn_constructor_kwargs={**actor_args, "onnx_model": onnx_model},
                 **costly.actor_pool(settings, "score embedding"),  # encode sorts a call's texts by length
             )
 

@@ -8,8 +8,11 @@ activations: the u8s8 kernels AVX512-VNNI runs). Tokenising and pooling stay the
 own sentence-transformers modules, so any Transformer + Pooling (+ Normalize) model works.
 
 The exported file lives in RUN/models/embedding-onnx/<key>.onnx, key = hash of the weights'
-fingerprint, the precision and the exporter versions; it is written once, atomically, and
-handed to the actors as bytes (no actor exports, and no worker needs the run folder mounted).
+fingerprint, the precision and the exporter versions; it is written once, atomically, and the
+actors read it by its location, as they read the checkpoint. Not as bytes in the actors'
+constructor arguments: Ray Data keys an actor's UDF by the repr of those arguments, which for
+a model's bytes is a string 2-3x their size (MiniLM float32: 254 MB for 90 MB), pickled to
+every actor and kept there.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import hashlib
 import json
 import os
 import tempfile
-import uuid
 import warnings
 
 import numpy as np
@@ -30,16 +32,15 @@ FOLDER = ("models", "embedding-onnx")
 PRECISIONS = ("float32", "int8")
 
 
-def cached_model(location: str, fingerprint: dict, precision: str, run_dir: str) -> bytes:
-    """The exported (and for int8 quantised) model's bytes: read from the run's cache, else
-    exported into it first."""
+def ensure_exported(location: str, fingerprint: dict, precision: str, run_dir: str) -> str:
+    """The location of the exported (for int8 quantised) model in the run's cache, exported
+    into it first when absent."""
     target = cache_location(run_dir, fingerprint, precision)
     if not storage.exists(target):
         with tempfile.TemporaryDirectory(prefix="winnow-onnx-") as scratch:
             data = export(location, precision, scratch)
-        _write_atomic(data, target, run_dir)
-    with storage.open_input(target, compression=None) as stream:
-        return stream.read()
+        storage.write_bytes_atomic(data, target)  # its temporary is target's sibling: inside the fence too
+    return target
 
 
 def cache_location(run_dir: str, fingerprint: dict, precision: str) -> str:
@@ -92,7 +93,8 @@ def input_names(features: dict) -> tuple[str, ...]:
 class OnnxEncoder:
     """`encode(texts, batch_size)` as SentenceTransformer's, with ONNX Runtime running the transformer."""
 
-    def __init__(self, location: str, model: bytes, threads: int, device: str, max_seq_length: int | None):
+    def __init__(self, location: str, model: str, threads: int, device: str, max_seq_length: int | None):
+        """`location`: the checkpoint (tokenizer, pooling); `model`: the exported file's location."""
         import onnxruntime
         from sentence_transformers import SentenceTransformer
 
@@ -103,7 +105,9 @@ class OnnxEncoder:
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         # the device is config's choice: the CUDA provider needs the onnxruntime-gpu wheel
         providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else []
-        self.session = onnxruntime.InferenceSession(model, options, providers=[*providers, "CPUExecutionProvider"])
+        with storage.open_input(model, compression=None) as stream:  # a local path or an object-store URI
+            data = stream.read()
+        self.session = onnxruntime.InferenceSession(data, options, providers=[*providers, "CPUExecutionProvider"])
         self.names = [node.name for node in self.session.get_inputs()]
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
@@ -148,16 +152,3 @@ def _key(fingerprint: dict, precision: str) -> str:
     document = {"model": fingerprint, "precision": precision, "opset": OPSET}
     document["versions"] = [torch.__version__, onnxruntime.__version__]
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:20]
-
-
-def _write_atomic(data: bytes, target: str, run_dir: str) -> None:
-    """Beside the target under a unique name, then renamed: a reader never sees half a model."""
-    temporary = fences.check_inside(run_dir, f"{target}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}")
-    storage.make_dirs(target.rsplit("/", 1)[0] if storage.is_uri(target) else os.path.dirname(target))
-    fs, path = storage.resolve(temporary)
-    try:
-        with fs.open_output_stream(path) as stream:
-            stream.write(data)
-        storage.move(temporary, target, within=run_dir)
-    finally:
-        storage.remove(temporary, within=run_dir)
