@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import statistics
@@ -152,3 +153,17 @@ def test_ingest_stages_every_generated_row(ray_local, shared_data, tmp_path):
     meta = [json.loads(text) for text in pool["meta"].to_pylist()]
     assert sorted(m["index"] for m in meta) == list(range(1200))
     assert {m["generator"] for m in meta} == {"conversations"}
+
+
+def test_a_generated_row_past_max_text_chars_is_a_reject_with_its_turns(unit, tmp_path):
+    from pipelines.ingest import units
+
+    short = dataclasses.replace(unit, start=0, stop=40)
+    sizes = [sum(len(content) for _, content in row.turns) for row in _rows(short, 0, 40)]
+    limit = int(statistics.median(sizes))
+    stats = units.process(short, str(tmp_path), 1, limit)
+    too_long = sum(size > limit for size in sizes)
+    assert (stats["rows_staged"], stats["rejects_by_reason"]) == (40 - too_long, {"text too long": too_long})
+    (rejects,) = (tmp_path / "rejects").glob("*.parquet")
+    raw = pq.read_table(rejects)["raw"].to_pylist()
+    assert len(raw) == too_long and all(text.startswith('[["user", ') for text in raw)

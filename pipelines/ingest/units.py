@@ -157,11 +157,7 @@ def _generated_rows(unit: Unit, max_chars: int) -> Iterator[dict]:
             "seed": settings["seed"],
             "index": row.index,
         }
-        try:
-            normalize.check_size(turns, max_chars, "messages")
-            yield _pool_row(unit, row.index - unit.start + 1, turns, turns[1][1], meta)
-        except normalize.RowError as error:
-            yield _reject(unit, row.index + 1, error, f"{row.question} => {row.answer}")
+        yield _generated_row(unit, row.index, turns, turns[1][1], meta, max_chars, f"{row.question} => {row.answer}")
 
 
 def _conversation_rows(unit: Unit, max_chars: int) -> Iterator[dict]:
@@ -175,11 +171,19 @@ def _conversation_rows(unit: Unit, max_chars: int) -> Iterator[dict]:
             "bases": row.bases,  # [corpus file, record] of each user turn
             "variant_of": row.variant_of,
         }
-        try:
-            normalize.check_size(turns, max_chars, "messages")
-            yield _pool_row(unit, row.index - unit.start + 1, turns, row.reference, meta)
-        except normalize.RowError as error:
-            yield _reject(unit, row.index + 1, error, json.dumps(turns)[: readers.RAW_LIMIT])
+        yield _generated_row(unit, row.index, turns, row.reference, meta, max_chars)
+
+
+def _generated_row(
+    unit: Unit, index: int, turns, reference, meta: dict, max_chars: int, raw: str | None = None
+) -> dict:
+    """Row `index` of a generated source, or its reject (`raw`, else the turns as JSON) when
+    past `max_chars`."""
+    try:
+        normalize.check_size(turns, max_chars, "messages")
+    except normalize.RowError as error:
+        return _reject(unit, index + 1, error, json.dumps(turns) if raw is None else raw)
+    return _pool_row(unit, index - unit.start + 1, turns, reference, meta)
 
 
 def _pool_row(unit: Unit, row: int, turns, reference: str | None, meta: dict) -> dict:
