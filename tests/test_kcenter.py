@@ -82,7 +82,7 @@ def test_a_resumed_state_goes_on_exactly():
         engine.step(state, keys)
     saved = engine.snapshot(state)
     again = kcenter.KCenter(x, capacity=80)
-    state = again.resume(kcenter.State(list(saved.centers), 0, list(saved.radii), saved.min_distance, saved.nearest))
+    state = again.resume(kcenter.State(list(saved.centers), 0, list(saved.radii), saved.min_distance))
     while len(state.centers) < 80:
         again.step(state, keys)
     assert state.centers == clean

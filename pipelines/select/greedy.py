@@ -97,7 +97,6 @@ def run_kcenter(inputs: dict, spec: dict, budget: int, seed_ids: list[str], chec
                 seeds=int(saved["seeds"]),
                 radii=saved["radii"].tolist(),
                 min_distance=saved["min_distance"],
-                nearest=saved["nearest"],
             )
         )
     budget = min(budget, len(ids) - state.seeds)
@@ -111,7 +110,6 @@ def run_kcenter(inputs: dict, spec: dict, budget: int, seed_ids: list[str], chec
                     "seeds": np.array(state.seeds),
                     "radii": np.array(state.radii),
                     "min_distance": state.min_distance,
-                    "nearest": state.nearest,
                 }
             )
     picked = state.centers[state.seeds :]

@@ -48,7 +48,6 @@ class State:
     seeds: int = 0  # how many of `centers` came from a seed selection
     radii: list[float] = field(default_factory=list)  # covering radius just before each new pick
     min_distance: np.ndarray | None = None  # (N,) each row's float32-screened distance to its nearest center
-    nearest: np.ndarray | None = None  # (N,) index into `centers` of that center (by the screen)
 
 
 class KCenter:
@@ -83,7 +82,6 @@ class KCenter:
     def begin(self, seeds: list[int], first: int) -> State:
         """Centers = the seed rows, or `first` alone when there are none (its radius: inf)."""
         torch = self.torch
-        self.nearest = torch.zeros(self.n, dtype=torch.int32, device=self.device)
         self._reset(torch.full((self.n,), float("inf"), dtype=torch.float32, device=self.device))
         state = State(seeds=len(seeds))
         for row in seeds:
@@ -99,7 +97,6 @@ class KCenter:
         for row in state.centers:
             self._append(row)
         distances = torch.from_numpy(np.asarray(state.min_distance, dtype=np.float32)).to(self.device)
-        self.nearest = torch.from_numpy(state.nearest).to(self.device)
         self._reset(distances.square())
         self.done[:] = self.k
         centers = torch.tensor(state.centers, dtype=torch.int64, device=self.device)
@@ -110,7 +107,6 @@ class KCenter:
         for block in np.flatnonzero(self.done < self.k):
             self._catch_up(block)
         state.min_distance = self.min_squared.sqrt().cpu().numpy()
-        state.nearest = self.nearest.cpu().numpy().copy()
         return state
 
     def step(self, state: State, tie_keys: np.ndarray) -> int:
@@ -127,7 +123,7 @@ class KCenter:
     def add(self, state: State, row: int) -> None:
         """Make `row` a center; the blocks catch up on it when their bound next matters."""
         self._append(row)
-        self.min_squared[row], self.nearest[row] = 0.0, self.k - 1
+        self.min_squared[row] = 0.0
         self.exact_distance[row], self.covered[row] = 0.0, self.k
         state.centers.append(row)
 
@@ -201,11 +197,9 @@ class KCenter:
             end = min(first + CENTERS_PER_PRODUCT, self.k)
             # |c|^2 - 2 x.c in one fused product; |x|^2 is the same along a row
             fast = self.torch.addmm(self.center_squared32[None, first:end], x, self.centers[first:end].T, alpha=-2)
-            nearest, which = fast.min(dim=1)
-            nearest.add_(self.squared32[start : start + len(x)]).clamp_min_(0)  # a duplicate's may dip below 0
-            closer = self.torch.nonzero(nearest < current).flatten()
-            current[closer] = nearest[closer]
-            self.nearest[start + closer] = (which[closer] + first).int()
+            nearest = fast.amin(dim=1).add_(self.squared32[start : start + len(x)])
+            nearest.clamp_min_(0)  # a duplicate's may dip below 0
+            self.torch.minimum(current, nearest, out=current)
         self.done[block] = self.k
         self.block_max[block] = float(current.max())
 
