@@ -101,7 +101,7 @@ def test_the_score_stage_runs_the_onnx_backend(ray_local, model, tmp_path):
     found = np.array([row["embedding"] for row in table], np.float32)
     assert np.allclose(np.linalg.norm(found, axis=1), 1.0, atol=1e-6)
     assert (np.sum(found * reference, axis=1) > 0.9999).all()
-    assert len(os.listdir(f"{config.run_dir}/models/embedding-onnx")) == 1  # exported once, by the driver
+    assert len(os.listdir(f"{config.run_dir}/models/_embedding-onnx")) == 1  # exported once, by the driver
     # the scorer's identity holds backend and precision: switching either recomputes the table
     identities = {
         runs.stable_hash(embedding.scorer(config, EmbeddingScorer(**settings)).settings)

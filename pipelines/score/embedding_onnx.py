@@ -7,7 +7,7 @@ and int8 is ONNX Runtime's dynamic quantisation (int8 weights per output channel
 activations: the u8s8 kernels AVX512-VNNI runs). Tokenising and pooling stay the checkpoint's
 own sentence-transformers modules, so any Transformer + Pooling (+ Normalize) model works.
 
-The exported file lives in RUN/models/embedding-onnx/<key>.onnx, key = hash of the weights'
+The exported file lives in RUN/models/_embedding-onnx/<key>.onnx, key = hash of the weights'
 fingerprint, the precision and the exporter versions; it is written once, atomically, and the
 actors read it by its location, as they read the checkpoint. Not as bytes in the actors'
 constructor arguments: Ray Data keys an actor's UDF by the repr of those arguments, which for
@@ -28,7 +28,7 @@ import numpy as np
 from pipelines import fences, storage
 
 OPSET = 17
-FOLDER = ("models", "embedding-onnx")
+FOLDER = ("models", "_embedding-onnx")  # "_": no model or arm name (fences.Name) can take it
 PRECISIONS = ("float32", "int8")
 
 
@@ -44,7 +44,7 @@ def ensure_exported(location: str, fingerprint: dict, precision: str, run_dir: s
 
 
 def cache_location(run_dir: str, fingerprint: dict, precision: str) -> str:
-    """RUN/models/embedding-onnx/<key>.onnx, checked to lie inside the run folder."""
+    """RUN/models/_embedding-onnx/<key>.onnx, checked to lie inside the run folder."""
     return fences.check_inside(run_dir, storage.join(run_dir, *FOLDER, f"{_key(fingerprint, precision)}.onnx"))
 
 
