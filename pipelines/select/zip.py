@@ -38,6 +38,19 @@ def exact_ratio(rows: list[bytes], level: int) -> float:
     return len(raw) / len(zlib.compress(raw, level))
 
 
+class Recompressed:
+    """Exact mode's set of rows: the ratio with one more row compresses them all again."""
+
+    def __init__(self, level: int):
+        self.level, self.rows = level, []
+
+    def add(self, row: bytes) -> None:
+        self.rows.append(row)
+
+    def ratio_with(self, row: bytes) -> float:
+        return exact_ratio([*self.rows, row], self.level)
+
+
 class Prefix:
     """A set of rows fed once into a compressor; the ratio with one more row is cheap."""
 
@@ -68,49 +81,35 @@ class State:
 
 class Zip:
     def __init__(self, rows: list[bytes], level: int = 9, mode: str = "fast", workers: int = 1):
-        self.rows, self.level, self.mode, self.workers = rows, level, mode, workers
+        self.rows, self.level, self.workers = rows, level, workers
+        self.base = {"exact": Recompressed, "fast": Prefix}[mode]
         self.pool = ThreadPoolExecutor(max_workers=workers)
-        self.fed: tuple[State, int] | None = None  # (the state, how many of its rows) the prefix below holds
-        self.prefix = Prefix(level)
+        # the selection's set, kept from round to round, and the selected rows it holds
+        self.kept, self.kept_rows = self.base(level), []
 
     def close(self) -> None:
         self.pool.shutdown()
 
     def begin(self) -> State:
-        return State(scores=np.array(self._ratios(self._base([]), range(len(self.rows))), dtype=np.float64))
-
-    def _base(self, rows: list[int]):
-        """What candidates are scored against: the rows themselves (exact) or a Prefix (fast)."""
-        if self.mode == "exact":
-            return list(rows)
-        prefix = Prefix(self.level)
-        for i in rows:
-            prefix.add(self.rows[i])
-        return prefix
+        return State(scores=np.array(self._ratios(self.base(self.level), range(len(self.rows))), dtype=np.float64))
 
     def _selected(self, state: State):
-        """The base for the selection: in fast mode, the prefix kept from the last round, fed
-        only the rows picked since (rebuilt only for another state, such as a resumed one)."""
-        if self.mode == "exact":
-            return list(state.selected)
-        if self.fed is None or self.fed[0] is not state or self.fed[1] > len(state.selected):
-            self.fed, self.prefix = (state, 0), Prefix(self.level)
-        for i in state.selected[self.fed[1] :]:
-            self.prefix.add(self.rows[i])
-        self.fed = (state, len(state.selected))
-        return self.prefix
+        """The selection's set: the one kept from the last round, fed only the rows picked
+        since (in fast mode, compressing the whole selection every round would grow with it);
+        built again for a selection that does not go on from it, such as a resumed one."""
+        if state.selected[: len(self.kept_rows)] != self.kept_rows:
+            self.kept, self.kept_rows = self.base(self.level), []
+        for i in state.selected[len(self.kept_rows) :]:
+            self.kept.add(self.rows[i])
+            self.kept_rows.append(i)
+        return self.kept
 
     def _ratios(self, base, candidates) -> list[float]:
         """CR(base + [c]) for each candidate c, in the candidates' order, in chunks on the pool."""
-        if isinstance(base, Prefix):
-            one = base.ratio_with
-        else:
-            rows = [self.rows[i] for i in base]
-            one = lambda row: exact_ratio([*rows, row], self.level)  # noqa: E731
         candidates = list(candidates)
         size = max(1, min(1024, len(candidates) // (4 * self.workers)))  # few tasks, yet even shares
         chunks = [candidates[i : i + size] for i in range(0, len(candidates), size)]
-        parts = self.pool.map(lambda chunk: [one(self.rows[c]) for c in chunk], chunks)
+        parts = self.pool.map(lambda chunk: [base.ratio_with(self.rows[c]) for c in chunk], chunks)
         return [ratio for part in parts for ratio in part]
 
     def round(self, state: State, budget: int, k1: int, k2: int, k3: int) -> None:
@@ -126,15 +125,12 @@ class Zip:
 
     def _batch(self, finalists: list[int], size: int) -> list[int]:
         batch: list[int] = []
-        base = self._base([])
+        base = self.base(self.level)  # the batch's set, grown pick by pick
         remaining = list(finalists)
         for _ in range(min(size, len(remaining))):
             ratios = self._ratios(base, remaining)
             batch.append(remaining.pop(int(np.argmin(ratios))))  # ties: the earlier finalist
-            if isinstance(base, Prefix):
-                base.add(self.rows[batch[-1]])
-            else:
-                base.append(batch[-1])
+            base.add(self.rows[batch[-1]])
         return batch
 
     def run(self, state: State, budget: int, k1: int, k2: int, k3: int, after_round: Callable | None = None) -> State:
