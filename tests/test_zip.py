@@ -94,3 +94,18 @@ def test_a_resumed_state_goes_on_exactly():
     saved = zip_select.State(state.scores.copy(), list(state.selected), state.rounds)
     resumed = zip_select.Zip(pool).run(saved, 40, 50, 15, 5)
     assert resumed.selected == clean
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_an_engine_goes_on_from_an_earlier_state_than_its_own(mode):
+    # the engine keeps the selection's set between rounds; a state from an earlier round
+    # (fewer rows, another object) must not be scored against the rows picked since
+    pool = pool_rows(150)
+    clean = zip_select.select(pool, 40, k1=50, k2=15, k3=5, mode=mode)
+    engine = zip_select.Zip(pool, mode=mode)
+    state = engine.begin()
+    engine.round(state, 40, 50, 15, 5)
+    earlier = zip_select.State(state.scores.copy(), list(state.selected), state.rounds)
+    for _ in range(3):
+        engine.round(state, 40, 50, 15, 5)
+    assert engine.run(earlier, 40, 50, 15, 5).selected == clean
