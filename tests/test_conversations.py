@@ -138,7 +138,8 @@ def test_the_pool_1m_config_makes_a_million_rows_and_six_10k_selections():
     big = {name: spec for name, spec in loaded.select.items() if spec.budget == 10_000}
     assert sorted(big) == ["kcenter", "km_random", "low_compression", "random", "top_ifd", "zip"]
     assert big["km_random"].allocation == "clusters_equal" and big["zip"].mode == "fast"
-    assert all((REPO / path).is_file() for path in source.corpus) or not (REPO.parent / "shared").is_dir()
+    named = [*source.corpus, *source.exclude]
+    assert all((REPO / path).is_file() for path in named) or not (REPO.parent / "shared").is_dir()
 
 
 @pytest.mark.ray
