@@ -1,7 +1,7 @@
 """Embedding backends against plain float32 `SentenceTransformer.encode`, on the same rows.
 
 `python -m bench embedding [--quick]`: 2,000 GSM8K training rows of 400-650 bytes (question,
-newline, worked answer; ~510 bytes mean; `--quick`: 128), embedded with all-MiniLM-L6-v2 by
+newline, worked answer; ~510 bytes mean; `--quick`: 64), embedded with all-MiniLM-L6-v2 by
 each candidate the scorer offers (torch float32 = the baseline, torch bfloat16, ONNX float32,
 ONNX int8), plus OpenVINO float32/bfloat16 on the same ONNX export where `openvino` imports
 (not a dependency). Each candidate is warmed up, then the rows go through all candidates in

@@ -58,7 +58,7 @@ def test_onnx_export_is_cached_in_the_run_folder_and_agrees(model, tmp_path):
     assert os.stat(target).st_mtime_ns == written  # kept, not exported again
     assert embedding_onnx.cache_location(run_dir, fingerprint, "float32") != target
     found = embedding_onnx.OnnxEncoder(location, target, 1, "cpu", None).encode(TEXTS, 2)
-    # int8 (dynamic, per channel) measured min 0.988 over 2,000 GSM8K rows (bench/embedding.py):
+    # int8 (dynamic, per channel) measured min 0.985 over 2,000 GSM8K rows (bench/embedding.py):
     # below the 0.99 the default must meet, which is why it is an option and not the default
     assert cosines(found, reference).min() >= 0.98
     elsewhere, linked = tmp_path / "elsewhere", tmp_path / "linked"

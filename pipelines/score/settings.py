@@ -40,7 +40,7 @@ class EmbeddingScorer(Placement):
     rows_per_call: int = Field(default=4096, gt=0)  # rows an actor sorts by length at a time
     rows_per_part: int = Field(default=20_000, gt=0)
     # torch: float32 | bfloat16 | float16; onnx: float32 | int8 (exported once a run, in RUN/models/_embedding-onnx).
-    # Default torch bfloat16: the fastest that keeps cosine >= 0.99 to float32 (0.9999; x1.6-x3.8
+    # Default torch bfloat16: the fastest that keeps cosine >= 0.99 to float32 (0.9999; x1.4-x3.8
     # float32's rows/s on this AVX512-BF16 CPU, under load) and a GPU's dtype (docs/scoring.md)
     backend: Literal["torch", "onnx"] = "torch"
     precision: Literal["float32", "bfloat16", "float16", "int8"] = "bfloat16"
