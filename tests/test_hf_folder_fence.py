@@ -47,3 +47,10 @@ def test_missing_files_and_huge_metadata_are_clear_errors(tmp_path):
     (tmp_path / "ds" / "state.json").write_bytes(b" " * (plan.HF_METADATA_BYTES + 1))
     with pytest.raises(InputError, match="not the small metadata file"):
         plan._hf_dataset_files(str(tmp_path / "ds"), None)
+
+
+def test_a_split_without_its_state_json_is_a_clear_error(tmp_path):
+    (tmp_path / "dd" / "train").mkdir(parents=True)
+    (tmp_path / "dd" / "dataset_dict.json").write_text(json.dumps({"splits": ["train"]}))
+    with pytest.raises(InputError, match="train/state.json: not there"):
+        plan._hf_dataset_files(str(tmp_path / "dd"), None)

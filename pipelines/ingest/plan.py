@@ -223,7 +223,10 @@ HF_METADATA_BYTES = 1 << 20  # state.json and dataset_dict.json: a few KB in a r
 def _hf_metadata(folder: str, name: str) -> dict:
     """A dataset folder's metadata file, refused past HF_METADATA_BYTES rather than read whole."""
     location = storage.join(folder, name)
-    size = storage.file_infos(location)[0].size or 0
+    infos = storage.file_infos(location)
+    if not infos:  # a split that dataset_dict.json names but that holds no state.json
+        raise InputError(f"{location}: not there; the folder is not a dataset saved by `datasets`")
+    size = infos[0].size or 0
     if size > HF_METADATA_BYTES:
         raise InputError(f"{location}: {size:,} bytes, not the small metadata file `datasets` writes")
     return storage.read_json(location)
