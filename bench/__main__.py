@@ -15,6 +15,7 @@ BENCHMARKS = (
     "near_dup",
     "near_dup_datasketch",
     "near_dup_scale",
+    "sql_selectors",
     "sql_scale",
     "embedding",
     "model_loss_reference",
