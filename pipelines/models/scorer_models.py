@@ -17,10 +17,12 @@ from pipelines.models import loading
 from pipelines.models.less_checkpoints import BUILD_IT, WarmupNotBuilt
 
 
-def run_model(config, name: str) -> str | None:
-    """`train.warmup.<NAME>` or `train.arms.<NAME>` when `name` is a model this run trains, else None."""
-    train = getattr(config, "train", None)
-    if train is None or name in config.models:  # a `models:` entry wins, as the train stage resolves it
+def run_model(config, name: str, train=None) -> str | None:
+    """`train.warmup.<NAME>` or `train.arms.<NAME>` when `name` is a model this run trains (under
+    `train`, else the config's `train:`), else None. The train stage resolves its base models
+    by this rule too (pipelines/train/stage.py: model_ref), so both read a name alike."""
+    train = train if train is not None else getattr(config, "train", None)
+    if train is None or name in config.models:  # a `models:` entry wins
         return None
     for block in ("warmup", "arms"):
         if name in getattr(train, block):

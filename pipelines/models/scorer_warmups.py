@@ -21,9 +21,8 @@ from pipelines.models import scorer_models
 def ifd_warmups(config) -> list[str]:
     """The `train.warmup` names a scorer reads: score.model_loss.model, when it names one."""
     model_loss = config.score.model_loss if config.score is not None else None
-    if model_loss is None or scorer_models.run_model(config, model_loss.model) is None:
-        return []
-    return [model_loss.model] if model_loss.model in config.train.warmup else []
+    name = model_loss.model if model_loss is not None else None
+    return [name] if name and scorer_models.run_model(config, name) == f"train.warmup.{name}" else []
 
 
 def build(config) -> dict[str, dict]:

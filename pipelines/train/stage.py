@@ -15,7 +15,7 @@ import pyarrow as pa
 
 import schemas
 from pipelines import runs, storage
-from pipelines.models import loading
+from pipelines.models import loading, scorer_models
 from pipelines.progress import StageProgress, note
 from pipelines.ray_runtime import ensure_ray
 from pipelines.train import checkpoints, data, trainer
@@ -46,9 +46,7 @@ class Source:
 
 def model_ref(config, name: str, train: TrainConfig | None = None) -> loading.ModelRef:
     """A base model by name: a `models:` entry, an arm or warm-up model of this run, or a path."""
-    train = train if train is not None else getattr(config, "train", None)
-    trained = train is not None and (name in train.arms or name in train.warmup)
-    if trained and name not in config.models:
+    if scorer_models.run_model(config, name, train) is not None:  # the scorers read a name by the same rule
         if runs.read_manifest(config.run_dir, f"models/{name}") is None:
             raise RuntimeError(f"model {name!r} is not trained yet in {config.run_dir}")
         return loading.ModelRef(storage.join(config.run_dir, "models", name))
