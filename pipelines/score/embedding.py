@@ -46,10 +46,12 @@ class EmbeddingActor:
         loading.set_threads(placement["threads"], placement["num_cpus"])
         device = loading.pick_device(device, placement["num_gpus"])
         if backend == "onnx":
+            import torch
+
             from pipelines.score.embedding_onnx import OnnxEncoder
 
-            threads = placement["threads"] or max(1, int(placement["num_cpus"]))
-            self.encoder = OnnxEncoder(location, onnx_model, threads, device, max_seq_length)
+            # ONNX Runtime gets the torch threads set_threads chose (it and torch take turns)
+            self.encoder = OnnxEncoder(location, onnx_model, torch.get_num_threads(), device, max_seq_length)
         else:
             self.encoder = TorchEncoder(location, device, precision, max_seq_length)
         self.text, self.batch_size = text, batch_size
