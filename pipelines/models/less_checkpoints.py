@@ -18,7 +18,9 @@ from pipelines.models import loading
 TABLE = "models/less_warmup"
 STAGE = "less-warmup"
 STAGE_VERSION = 1
-BUILD_IT = "the models stage builds it (winnow score, or winnow run --stage models)"
+BUILD_IT = (  # the score job alone (python -m ray_jobs.score) trains nothing: name the job that builds it too
+    "the models stage builds it (winnow score, winnow run --stage models, or python -m ray_jobs.models)"
+)
 
 
 class WarmupNotBuilt(FileNotFoundError):  # a FileNotFoundError: reported as a user's error (exit 2)
