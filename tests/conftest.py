@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -38,6 +39,24 @@ def write_config(path: Path, run_dir: Path, sources: list[dict], **ingest) -> Pa
     document = {"name": "test", "run_dir": str(run_dir), "ingest": {"sources": sources, **ingest}}
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path
+
+
+def rows_config(tmp_path: Path, name: str, rows: list[dict], **sections):
+    """A loaded config for an in-process run on the embedded 2-CPU Ray: `rows` written to
+    tmp_path/rows.jsonl as the one source, the run in tmp_path/run, `sections` (score,
+    select, ...) added."""
+    from pipelines import config as config_module
+
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    document = {
+        "name": name,
+        "run_dir": str(tmp_path / "run"),
+        "ray": {"num_cpus": 2},
+        "ingest": {"sources": [{"kind": "files", "name": "rows", "paths": [str(tmp_path / "rows.jsonl")]}]},
+        **sections,
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(document))
+    return config_module.load(tmp_path / "config.yaml")
 
 
 def cli_env(**extra: str) -> dict[str, str]:

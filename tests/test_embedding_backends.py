@@ -4,21 +4,19 @@ folder), and the ONNX path through the score stage on a local Ray."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 import onnx
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from pydantic import ValidationError
 
-from pipelines import config as config_module
 from pipelines import experiment, fences, runs
 from pipelines.models import loading
 from pipelines.score import embedding, embedding_onnx, render
 from pipelines.score.settings import EmbeddingScorer
+from tests.conftest import rows_config
 
 TEXTS = [
     "What is 7 * 6?\nSeven sixes are 42.\n#### 42",
@@ -93,16 +91,8 @@ def test_settings_pair_backends_with_their_precisions():
 def test_the_score_stage_runs_the_onnx_backend(ray_local, model, tmp_path):
     location, _, _ = model
     rows = [{"messages": [{"role": "user", "content": text}]} for text in TEXTS]
-    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    document = {
-        "name": "onnx-test",
-        "run_dir": str(tmp_path / "run"),
-        "ray": {"num_cpus": 2},
-        "ingest": {"sources": [{"kind": "files", "name": "rows", "paths": [str(tmp_path / "rows.jsonl")]}]},
-        "score": {"embedding": {"backend": "onnx", "text": "prompt", "threads": 1}},
-    }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(document))
-    config = config_module.load(tmp_path / "config.yaml")
+    score = {"embedding": {"backend": "onnx", "text": "prompt", "threads": 1}}
+    config = rows_config(tmp_path, "onnx-test", rows, score=score)
     experiment.run(config, only=["ingest", "score"])
     pool = {row["id"]: row for row in pq.read_table(f"{config.run_dir}/pool").to_pylist()}
     table = pq.read_table(f"{config.run_dir}/scores/embedding").to_pylist()

@@ -4,16 +4,14 @@ contaminated rows by default, and keep them with `dedupe: off` / `decontaminate:
 
 from __future__ import annotations
 
-import json
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 import schemas
 from pipelines import config as config_module
 from pipelines import experiment, runs, storage
+from tests.conftest import rows_config
 
 BASE = " ".join(f"word{i}" for i in range(80))
 TEXTS = [BASE, BASE + " and a tail", BASE.replace("word40 ", "changed "), *[f"distinct row {i} " * 3 for i in range(9)]]
@@ -21,17 +19,7 @@ TEXTS = [BASE, BASE + " and a tail", BASE.replace("word40 ", "changed "), *[f"di
 
 def _config(tmp_path, selections: dict) -> config_module.ExperimentConfig:
     rows = [{"messages": [{"role": "user", "content": t}, {"role": "assistant", "content": "ok"}]} for t in TEXTS]
-    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    document = {
-        "name": "clean-test",
-        "run_dir": str(tmp_path / "run"),
-        "ray": {"num_cpus": 2},
-        "ingest": {"sources": [{"kind": "files", "name": "rows", "paths": [str(tmp_path / "rows.jsonl")]}]},
-        "score": {"near_dup": {"rows_per_part": 5}},
-        "select": selections,
-    }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(document))
-    return config_module.load(tmp_path / "config.yaml")
+    return rows_config(tmp_path, "clean-test", rows, score={"near_dup": {"rows_per_part": 5}}, select=selections)
 
 
 def _write_contamination(run_dir: str, contaminated_id: str, pool_ids: list[str]) -> None:

@@ -5,20 +5,17 @@ the embedding and clusters scorers, and a selection with `dedupe: semantic`."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 import schemas
-from pipelines import config as config_module
 from pipelines import experiment
 from pipelines.score import dup_clusters, semantic_dup
 from pipelines.score.embedding import embedding_table
 from pipelines.score.settings import ScoreConfig
+from tests.conftest import rows_config
 
 DIM = 32
 
@@ -186,24 +183,20 @@ PROMPTS = [
 @pytest.mark.ray
 def test_scorer_on_ray_then_a_semantic_selection(ray_local, tmp_path):
     rows = [{"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": "ok"}]} for p in PROMPTS]
-    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    document = {
-        "name": "semantic-test",
-        "run_dir": str(tmp_path / "run"),
-        "ray": {"num_cpus": 2},
-        "ingest": {"sources": [{"kind": "files", "name": "rows", "paths": [str(tmp_path / "rows.jsonl")]}]},
-        "score": {
+    config = rows_config(
+        tmp_path,
+        "semantic-test",
+        rows,
+        score={
             "embedding": {"text": "prompt", "device": "cpu"},
             "clusters": {"k": 2, "max_points_per_centroid": 8},
             "semantic_dup": {"threshold": 0.96, "rows_per_part": 4},
         },
-        "select": {
+        select={
             "semantic": {"method": "random", "budget": 100, "dedupe": "semantic"},
             "near": {"method": "random", "budget": 100},  # dedupe: near, and no scores/near_dup: nothing skipped
         },
-    }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(document))
-    config = config_module.load(tmp_path / "config.yaml")
+    )
     manifests = experiment.run(config, only=["ingest", "score", "select"])
     run_dir = config.run_dir
     pool = pq.read_table(f"{run_dir}/pool", columns=["id", "messages"]).to_pylist()
