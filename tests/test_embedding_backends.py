@@ -56,9 +56,12 @@ def test_torch_bfloat16_agrees_with_float32(model):
 def test_onnx_export_is_cached_in_the_run_folder_and_agrees(model, tmp_path):
     location, fingerprint, reference = model
     run_dir = str(tmp_path / "run")
+    left = tmp_path / "run" / "models" / "_embedding-onnx" / "a.onnx.tmp-123-0123456789ab"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"half a model, from a killed export")
     target = embedding_onnx.ensure_exported(location, fingerprint, "int8", run_dir)
     assert target == embedding_onnx.cache_location(run_dir, fingerprint, "int8")
-    assert os.listdir(os.path.dirname(target)) == [os.path.basename(target)]  # no temporary left behind
+    assert os.listdir(os.path.dirname(target)) == [os.path.basename(target)]  # no temporary left, nor kept
     written = os.stat(target).st_mtime_ns
     assert embedding_onnx.ensure_exported(location, fingerprint, "int8", run_dir) == target
     assert os.stat(target).st_mtime_ns == written  # kept, not exported again

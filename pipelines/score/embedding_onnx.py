@@ -37,6 +37,9 @@ def ensure_exported(location: str, fingerprint: dict, precision: str, run_dir: s
     into it first when absent."""
     target = cache_location(run_dir, fingerprint, precision)
     if not storage.exists(target):
+        # a killed export's half-written model (up to the model's size); the run lock means
+        # no other driver is writing here
+        storage.remove_temporaries(storage.join(run_dir, *FOLDER), within=run_dir)
         with tempfile.TemporaryDirectory(prefix="winnow-onnx-") as scratch:
             data = export(location, precision, scratch)
         storage.write_bytes_atomic(data, target)  # its temporary is target's sibling: inside the fence too
