@@ -9,7 +9,8 @@ Backends (`backend`, `precision` in the config; docs/scoring.md has the measurem
   dtype. bfloat16 is the default: on this AVX512-BF16 CPU x1.4-x3.8 the rows/s of float32
   (the box was loaded) at cosine >= 0.9999 to it, and a dtype GPUs run natively (unmeasured).
 - onnx float32 / int8: the transformer exported once by the driver (embedding_onnx.py) and run
-  by ONNX Runtime; int8 is faster but below cosine 0.99 to float32 (0.985 at worst).
+  by ONNX Runtime; int8 was faster in the bench runs but falls below cosine 0.99 to float32
+  (0.985 at worst).
 Whatever the precision, the vectors are normalised again in float32 after the cast.
 """
 
