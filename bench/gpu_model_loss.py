@@ -42,6 +42,7 @@ base = {
     "max_batch_tokens": 8192,
     "sample_fraction": 1.0,
     "sample_seed": 0,
+    "response_tokens": "overlap",
 }
 out = {"cuda": torch.cuda.is_available(), "device_name": torch.cuda.get_device_name(0)}
 timings, results = {}, {}

@@ -76,6 +76,7 @@ def cpu_model_loss_settings(**changes) -> dict:
     settings = {
         **CPU_ACTOR,
         "response_marker": "Assistant: ",
+        "response_tokens": "overlap",
         "max_length": 128,
         "batch_size": 4,
         "max_batch_tokens": 512,

@@ -189,7 +189,7 @@ class ModelLossActor:
             rows.append(_row(example_id, 0, 0, None, None, False))
             given_texts.append(located)
             alone_texts.append(spans.text_alone(turns[-1][1], s["response_marker"]))
-        count = s.get("response_tokens", "overlap")
+        count = s["response_tokens"]
         given = spans.token_spans(tokenizer, given_texts, special=not self.use_chat_template, count=count)
         alone = spans.token_spans(tokenizer, alone_texts, special=True, count=count)
         sequences, sampled = [], []
