@@ -63,6 +63,18 @@ def run_measured(command: list[str], env: dict | None = None) -> tuple[float, Tr
     return time.perf_counter() - started, memory
 
 
+def write_config(folder: Path, name: str, paths: list[Path], **sections) -> Path:
+    """A run config in `folder` (its run folder `folder/run`) ingesting `paths` as one files
+    source, with `sections` (score:, select:, ...) beside; its path."""
+    import yaml
+
+    source = {"kind": "files", "name": "pool", "paths": [str(p) for p in paths]}
+    document = {"name": name, "run_dir": str(folder / "run"), "ingest": {"sources": [source]}, **sections}
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 def run_winnow(command: str, config_path: Path) -> tuple[float, TreeMemory]:
     """`winnow COMMAND CONFIG` as a user runs it (this venv's bin first on PATH, for `ray
     start`), in a subprocess: (wall seconds, its tree's memory peaks)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import tempfile
 import time
@@ -19,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.json as pa_json
-import yaml
 
-from bench.common import gib, machine, run_measured, save
+from bench.common import gib, machine, run_winnow, save, write_config
 
 FILES = 8
 COMMON_WORDS = "the a of to and in is it that for on with as was at by an be this are from or have"
@@ -63,16 +61,7 @@ def baseline(paths: list[Path]) -> tuple[int, float]:
 
 
 def winnow(paths: list[Path], work: Path) -> dict:
-    config = {
-        "name": "bench",
-        "run_dir": str(work / "run"),
-        "ingest": {"sources": [{"kind": "files", "name": "pool", "paths": [str(p) for p in paths]}]},
-    }
-    config_path = work / "bench.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    winnow_bin = Path(sys.executable).parent / "winnow"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    seconds, memory = run_measured([str(winnow_bin), "ingest", str(config_path)], env)
+    seconds, memory = run_winnow("ingest", write_config(work, "bench", paths))
     manifest = json.loads((work / "run" / "pool" / "_SUCCESS.json").read_text())
     return {
         "rows": manifest["rows_in"],

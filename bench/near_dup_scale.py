@@ -20,9 +20,8 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import yaml
 
-from bench.common import gib, machine, run_winnow, save
+from bench.common import gib, machine, run_winnow, save, write_config
 
 FILES = 8
 COPY_SHARE = 0.1
@@ -83,15 +82,7 @@ def outcome(run_dir: Path) -> dict:
 
 
 def scale(folder: Path, rows: int) -> dict:
-    paths = write_pool(folder, rows)
-    config = {
-        "name": "bench",
-        "run_dir": str(folder / "run"),
-        "ingest": {"sources": [{"kind": "files", "name": "pool", "paths": [str(p) for p in paths]}]},
-        "score": {"near_dup": {}},
-    }
-    config_path = folder / "bench.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path = write_config(folder, "bench", write_pool(folder, rows), score={"near_dup": {}})
     ingest_seconds, _ = run_winnow("ingest", config_path)
     seconds, memory = run_winnow("score", config_path)
     manifest = json.loads((folder / "run" / "pool" / "_SUCCESS.json").read_text())

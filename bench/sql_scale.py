@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 import schemas
-from bench.common import gib, machine, run_winnow, save
+from bench.common import gib, machine, run_winnow, save, write_config
 from bench.near_dup_scale import write_pool
+from bench.sql_selectors import synthetic_scores, write_manifest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
 QUERIES = {  # named query -> its parameters
@@ -57,11 +57,11 @@ def planted_benchmark_rows(folder: Path, rows: int = 200) -> Path:
 
 
 def config(folder: Path, paths: list[Path]) -> Path:
-    document = {
-        "name": "sql_scale",
-        "run_dir": str(folder / "run"),
-        "ingest": {"sources": [{"kind": "files", "name": "pool", "paths": [str(p) for p in paths]}]},
-        "score": {
+    return write_config(
+        folder,
+        "sql_scale",
+        paths,
+        score={
             "compression": {},
             "near_dup": {},
             "contamination": {
@@ -71,58 +71,36 @@ def config(folder: Path, paths: list[Path]) -> Path:
                 ]
             },
         },
-        "select": {
+        select={
             "random": {"method": "random", "budget": BUDGET},
             "low_compression": {"method": "bottom_k", "score": "compression.compression_ratio", "budget": BUDGET},
             "top_ifd": {"method": "top_k", "score": "model_loss.ifd", "budget": BUDGET},
             "km_ifd": {"method": "top_k", "score": "model_loss.ifd", "budget": BUDGET, "allocation": "clusters_equal"},
         },
-    }
-    path = folder / "sql_scale.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path
+    )
 
 
 def model_tables(run_dir: Path, chunk: int = 100_000) -> None:
-    """scores/model_loss, scores/embedding, scores/clusters for every pool id, seeded, with
-    manifests as a scoring run writes them (the select stage reads their identities)."""
+    """scores/model_loss, scores/clusters (bench/sql_selectors.py's) and scores/embedding
+    (unit vectors, 384-d) for every pool id, seeded, a chunk at a time, with manifests."""
     ids = pq.read_table(run_dir / "pool", columns=["id"])["id"]
     rng = np.random.default_rng(0)
     writers = {}
     for start in range(0, len(ids), chunk):
-        part, n = ids[start : start + chunk], min(chunk, len(ids) - start)
-        vectors = rng.standard_normal((n, 384), dtype=np.float32)
+        part = ids[start : start + chunk]
+        vectors = rng.standard_normal((len(part), 384), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        tables = {
-            "scores/model_loss": {
-                "id": part,
-                "n_prompt_tokens": rng.integers(5, 500, n).astype(np.int32),
-                "n_response_tokens": rng.integers(1, 2000, n).astype(np.int32),
-                "loss_given_prompt": rng.gamma(2, 0.5, n),
-                "loss_alone": rng.gamma(2, 0.6, n),
-                "ifd": np.where(rng.random(n) < 0.02, np.nan, rng.gamma(8, 0.1, n)),
-                "truncated": rng.random(n) < 0.03,
-            },
-            "scores/embedding": {
-                "id": part,
-                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 384),
-            },
-            "scores/clusters": {
-                "id": part,
-                "cluster": rng.integers(0, 1000, n).astype(np.int32),
-                "distance": rng.random(n),
-            },
-        }
-        for name, columns in tables.items():
-            schema = schemas.embedding(384) if name == "scores/embedding" else schemas.SCHEMAS[name]
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 384)
+        tables = {**synthetic_scores(rng, part), "scores/embedding": pa.table({"id": part, "embedding": embedding})}
+        for name, table in tables.items():
             if name not in writers:
                 (run_dir / name).mkdir(parents=True, exist_ok=True)
+                schema = schemas.embedding(384) if name == "scores/embedding" else table.schema
                 writers[name] = pq.ParquetWriter(run_dir / name / "part-00000.parquet", schema, compression="zstd")
-            writers[name].write_table(pa.table(columns, schema=schema))
+            writers[name].write_table(table.cast(writers[name].schema))
     for name, writer in writers.items():
         writer.close()
-        manifest = {"stage": "bench", "identity": {"config_hash": name, "code_version": "bench"}, "rows_out": len(ids)}
-        (run_dir / name / "_SUCCESS.json").write_text(json.dumps(manifest))
+        write_manifest(run_dir, name, len(ids))
 
 
 def time_queries(run_dir: Path) -> dict:

@@ -20,22 +20,12 @@ import schemas
 from bench.common import run_parts
 
 
-def scored_pool(folder: Path, rows: int) -> None:
-    """A 1M-row run folder: pool, model_loss, clusters and compression tables, with manifests."""
-    rng = np.random.default_rng(0)
-    ids = pa.array([f"{i:032x}" for i in rng.permutation(rows)])
-    sources = pa.array(np.array(["gsm8k", "math", "alpaca", "mathematics"])[rng.integers(0, 4, rows)])
-    tables = {
-        "pool": pa.table(
-            {
-                "id": ids,
-                "source": sources,
-                "messages": pa.array([[]] * rows, schemas.SCHEMAS["pool"].field("messages").type),
-                "reference": pa.nulls(rows, pa.string()),
-                "meta": pa.nulls(rows, pa.string()),
-            },
-            schema=schemas.SCHEMAS["pool"],
-        ),
+def synthetic_scores(rng: np.random.Generator, ids: pa.Array) -> dict[str, pa.Table]:
+    """scores/model_loss and scores/clusters for `ids`, drawn from `rng` with plausible
+    spreads (2% null-like IFD, 3% truncated, 1,000 clusters): a 1M-row model scorer's tables
+    without the hours of scoring."""
+    rows = len(ids)
+    return {
         "scores/model_loss": pa.table(
             {
                 "id": ids,
@@ -53,10 +43,36 @@ def scored_pool(folder: Path, rows: int) -> None:
             schema=schemas.SCHEMAS["scores/clusters"],
         ),
     }
+
+
+def write_manifest(folder: Path, table: str, rows: int) -> None:
+    """The `_SUCCESS.json` a stage would write, with what the select stage reads of it."""
+    manifest = {"stage": "bench", "identity": {"config_hash": table, "code_version": "bench"}, "rows_out": rows}
+    (folder / table / "_SUCCESS.json").write_text(json.dumps(manifest))
+
+
+def scored_pool(folder: Path, rows: int) -> None:
+    """A 1M-row run folder: pool, model_loss, clusters and compression tables, with manifests."""
+    rng = np.random.default_rng(0)
+    ids = pa.array([f"{i:032x}" for i in rng.permutation(rows)])
+    sources = pa.array(np.array(["gsm8k", "math", "alpaca", "mathematics"])[rng.integers(0, 4, rows)])
+    tables = {
+        "pool": pa.table(
+            {
+                "id": ids,
+                "source": sources,
+                "messages": pa.array([[]] * rows, schemas.SCHEMAS["pool"].field("messages").type),
+                "reference": pa.nulls(rows, pa.string()),
+                "meta": pa.nulls(rows, pa.string()),
+            },
+            schema=schemas.SCHEMAS["pool"],
+        ),
+        **synthetic_scores(rng, ids),
+    }
     for name, table in tables.items():
         (folder / name).mkdir(parents=True)
         pq.write_table(table, folder / name / "part-00000.parquet", row_group_size=65_536)
-        (folder / name / "_SUCCESS.json").write_text(json.dumps({"identity": {"config_hash": name}, "rows_out": rows}))
+        write_manifest(folder, name, rows)
 
 
 SQL_SPECS = {
