@@ -34,6 +34,7 @@ import time
 import psutil
 
 RECORD_PREFIX = "ray-"
+EXIT_SECONDS = 5  # how long a clean-up waits for what it killed to exit
 RETITLED = re.compile(r"^[\w.-]+::")  # ray::IDLE, ray::DashboardAgent, VLLM::EngineCore
 _RAY_CODE = os.path.dirname(importlib.util.find_spec("ray").origin) + os.sep  # found without importing Ray
 
@@ -104,8 +105,9 @@ def _alive(identity: dict) -> psutil.Process | None:
             return None  # the pid was reused
         if "cmdline" not in identity:
             return None  # a record of an older Winnow, without one
-        # [] was a process caught inside its exec for 2 s: its pid and start time are its identity
-        if identity["cmdline"] and _command(process.cmdline()) != _command(identity["cmdline"]):
+        # [] is a process inside its exec (when recorded) or in its teardown (now: its memory,
+        # command line included, goes first): its pid and start time are its identity then
+        if identity["cmdline"] and (now := process.cmdline()) and _command(now) != _command(identity["cmdline"]):
             return None  # not the process recorded
         return None if process.status() == psutil.STATUS_ZOMBIE else process
     except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -136,20 +138,34 @@ def end_recorded(path: str) -> int:
         return 0
     if _alive(document["driver"]) is not None:
         return 0  # that run is still going: its Ray is its own
-    ended = 0
+    ended = []
     for identity in document["processes"]:
         process = _alive(identity)
         if process is None:
             continue
         try:
             process.send_signal(signal.SIGKILL)  # the agents ignore SIGTERM
-            ended += 1
+            ended.append(process)
         except psutil.NoSuchProcess:
             continue
-    psutil.wait_procs([p for p in map(_alive, document["processes"]) if p is not None], timeout=5)
+    _wait_exited(ended, EXIT_SECONDS)
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-    return ended
+    return len(ended)
+
+
+def _wait_exited(processes: list[psutil.Process], seconds: float) -> None:
+    """Until every process has exited (gone, or a zombie nobody reaps), at most `seconds`: a
+    killed agent holds its ports until its teardown ends. Waited for as the processes signalled
+    (psutil knows each by pid and start time), not found again through `_alive`: a process in
+    its teardown reads an empty command line, and was once taken for another and not waited
+    for. Not psutil.wait_procs either: it waits out the whole timeout on a zombie that is not
+    its own child."""
+    deadline = time.monotonic() + seconds
+    while processes := [p for p in processes if _running_process(p)]:
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def end_left_behind(log_dir: str) -> list[tuple[int, int]]:
@@ -188,7 +204,15 @@ def _watch(path: str, driver_pid: int) -> None:
 
 def _running(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return _running_process(psutil.Process(pid))
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _running_process(process: psutil.Process) -> bool:
+    """Not gone and not a zombie (a process whose parent died stays one if init does not reap)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
 

@@ -66,6 +66,22 @@ def _survivors(record: dict) -> list[str]:
     return alive
 
 
+def _described(record: dict, console: list[str]) -> str:
+    """Why a recorded process outlived the next run's clean-up, for a failure that only a loaded
+    machine shows: each one recorded against now (start time, command line, state) and whether
+    ray_processes still takes it for the process recorded, then the next run's console."""
+    lines = []
+    for identity in record["processes"]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process = psutil.Process(identity["pid"])
+            lines.append(
+                f"{identity['pid']}: recorded {identity['create_time']:.2f} {identity['cmdline'][:1]}; "
+                f"now {process.create_time():.2f} {process.cmdline()[:1]} {process.status()}; "
+                f"taken for it: {ray_processes._alive(identity) is not None}"
+            )
+    return "\n".join([*lines, *console])
+
+
 def _gone_within(record: dict, seconds: float) -> list[str]:
     deadline = time.monotonic() + seconds
     while (alive := _survivors(record)) and time.monotonic() < deadline:
@@ -99,7 +115,7 @@ def test_the_next_run_ends_what_a_killed_run_and_its_watchdog_left(tmp_path):
     following, seen_next = _start(config), []
     _wait_for_line(following, "ray: ended", seen_next)
     assert f"left by a killed run of this folder (driver pid {driver.pid})" in seen_next[-1]
-    assert _survivors(record) == []  # before the next run's own Ray starts
+    assert _survivors(record) == [], _described(record, seen_next)  # before the next run's own Ray starts
     _wait_for_line(following, "units read", seen_next)
     following.send_signal(signal.SIGINT)  # Ctrl-C: one line, status 130, its own Ray ended too
     _, rest = following.communicate(timeout=120)

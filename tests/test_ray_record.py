@@ -27,3 +27,29 @@ def test_a_child_recorded_mid_fork_is_recorded_as_what_it_execs(tmp_path):
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+
+
+def test_a_process_in_its_teardown_is_still_the_one_recorded_and_is_waited_for(tmp_path, monkeypatch):
+    """A SIGKILLed Ray agent's command line reads empty while its teardown ends (its memory goes
+    first); taken then for another process, it was neither ended nor waited for, and a run that
+    came next met it still running (the CI flake of test_the_next_run_ends_what_a_killed_run)."""
+    import psutil
+
+    pid = os.fork()
+    if pid == 0:
+        os.execvp("sleep", ["sleep", "30"])
+    try:
+        path = str(tmp_path / "ray-1.json")
+        ray_processes.record(path)
+        with open(path, encoding="utf-8") as handle:
+            identity = {p["pid"]: p for p in json.load(handle)["processes"]}[pid]
+        process = psutil.Process(pid)
+        monkeypatch.setattr(psutil.Process, "cmdline", lambda self: [])  # as in its teardown
+        assert ray_processes._alive(identity) is not None
+        monkeypatch.undo()
+        process.send_signal(signal.SIGKILL)
+        ray_processes._wait_exited([process], seconds=5)
+        assert not ray_processes._running_process(process)  # exited: a zombie until reaped below
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
