@@ -9,7 +9,8 @@ pipelines.ray_processes RECORD`) waits on a pipe only the driver holds: however 
 dies, the pipe closes and the watchdog ends what the record names. Should the watchdog be
 killed too, the next run of the same run folder ends them at its start (`end_left_behind`).
 
-Only a recorded process whose start time and command line still match is touched, and only
+Only a recorded process whose start time and command line still match is touched (an empty
+command line, a process inside its exec or its teardown, goes by pid and start time), and only
 once its driver is gone: a Ray the user started is never a child of a Winnow driver, so never
 in a record. A record is read only when it is a plain file of the user's own that no one else
 may write (never through a symbolic link): in a shared folder another local user could
