@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +68,31 @@ def cli_env(**extra: str) -> dict[str, str]:
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
+
+
+def winnow(*args: str) -> subprocess.CompletedProcess:
+    """`winnow ARGS` to completion, which must succeed; its output captured."""
+    done = subprocess.run([str(BIN / "winnow"), *args], env=cli_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def winnow_killed_when(ready, *args: str, what: str = "it could be killed", timeout: float = 300) -> None:
+    """Start `winnow ARGS` in a session of its own and SIGKILL the whole session (driver,
+    Ray, workers) as soon as `ready()` holds; fails when the command ends first."""
+    process = subprocess.Popen(
+        [str(BIN / "winnow"), *args],
+        env=cli_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None and time.monotonic() < deadline, f"winnow {args[0]} ended before {what}"
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 # A model actor on one CPU thread in fp32, with the tokenizer's chat template when it has one

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import time
-
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.conftest import BIN, cli_env
+from tests.conftest import winnow, winnow_killed_when
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -41,34 +36,16 @@ def _config(tmp_path, name):
     return path
 
 
-def _run(config_path):
-    done = subprocess.run([str(BIN / "winnow"), "run", str(config_path)], env=cli_env(), capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
-
-
 def test_killed_scoring_resumes_to_the_clean_result(tmp_path):
     killed = _config(tmp_path, "killed")
     parts_dir = tmp_path / "killed" / "_work" / "score-model_loss" / "parts"
-    process = subprocess.Popen(
-        [str(BIN / "winnow"), "run", str(killed)],
-        env=cli_env(),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while len(list(parts_dir.glob("part-*.parquet"))) < 3:
-        assert process.poll() is None and time.monotonic() < deadline, "scoring ended before it could be killed"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    winnow_killed_when(lambda: len(list(parts_dir.glob("part-*.parquet"))) >= 3, "run", str(killed))
     written = len(list(parts_dir.glob("part-*.parquet")))
     assert not (tmp_path / "killed" / "scores" / "model_loss" / "_SUCCESS.json").exists()
 
-    resumed = _run(killed)
+    resumed = winnow("run", str(killed))
     assert "score compression: up to date" in resumed.stderr  # finished before the kill
-    _run(_config(tmp_path, "clean"))
+    winnow("run", str(_config(tmp_path, "clean")))
 
     manifest = yaml.safe_load((tmp_path / "killed" / "scores" / "model_loss" / "_SUCCESS.json").read_text())
     assert manifest["resumed"] and manifest["rows_scored"] <= ROWS - written * 60

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -15,7 +11,7 @@ import yaml
 
 from pipelines.score import render
 from pipelines.select import zip as zip_select
-from tests.conftest import BIN, cli_env
+from tests.conftest import winnow, winnow_killed_when
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ZIP = {"method": "zip", "mode": "exact", "budget": 300, "k1": 400, "k2": 30, "k3": 15, "checkpoint_seconds": 0}
@@ -31,19 +27,13 @@ def test_killed_zip_resumes_to_the_clean_selection(tmp_path):
     }
     config.write_text(yaml.safe_dump(document))
     state = tmp_path / "run" / "_work" / "select-zip" / "state.npz"
-    command = [str(BIN / "winnow"), "run", str(config)]
-    process = subprocess.Popen(command, env=cli_env(), start_new_session=True, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while not (state.exists() and np.load(state)["rounds"] >= 3):
-        assert process.poll() is None and time.monotonic() < deadline, "ZIP ended before it could be killed"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    winnow_killed_when(
+        lambda: state.exists() and np.load(state)["rounds"] >= 3, "run", str(config), what="ZIP's round 3"
+    )
     rounds_done = int(np.load(state)["rounds"])
     assert not (tmp_path / "run" / "selections" / "zip" / "_SUCCESS.json").exists()
 
-    resumed = subprocess.run(command, env=cli_env(), capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
+    winnow("run", str(config))
     manifest = json.loads((tmp_path / "run" / "selections" / "zip" / "_SUCCESS.json").read_text())
     assert manifest["resumed"] and manifest["rounds"] == 20 and rounds_done < 20
 
