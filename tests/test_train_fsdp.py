@@ -7,9 +7,6 @@ under FSDP (the 2-worker FSDP training itself is in test_train_variants.py).
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -60,9 +57,11 @@ def step(model, optimizer, schedule, rank: int, base: str) -> float:
     return total.item() / tokens.item()
 
 
-def worker(rank: int, port: int, base: str, folder: str, lora, results) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+def worker(rank: int, store: str, base: str, folder: str, lora, results) -> None:
+    # A file store, not rank 0's TCP store: no port to race other tests for, and no rank
+    # aborting in destroy_process_group because the store's host exited first (a CI flake:
+    # "terminate called without an active exception", SIGABRT in rank 1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     torch.set_num_threads(1)
     config, device = settings(lora), torch.device("cpu")
     torch.manual_seed(0)
@@ -88,6 +87,7 @@ def worker(rank: int, port: int, base: str, folder: str, lora, results) -> None:
     resumed = [step(restored, restored_optimizer, restored_schedule, rank, base) for _ in range(2)]
     if rank == 0:
         results.put((continued, resumed, checkpoints.is_adapter(folder)))
+    dist.barrier()  # both ranks done with the group before either tears it down
     dist.destroy_process_group()
 
 
@@ -99,11 +99,8 @@ def base(tmp_path_factory):
 
 @pytest.mark.parametrize("lora", [None, LORA], ids=["full", "lora"])
 def test_a_sharded_checkpoint_resumes_the_same_training(base, tmp_path, lora):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     results = mp.get_context("spawn").Queue()
-    mp.spawn(worker, args=(port, base, str(tmp_path / "checkpoint"), lora, results), nprocs=2)
+    mp.spawn(worker, args=(str(tmp_path / "store"), base, str(tmp_path / "checkpoint"), lora, results), nprocs=2)
     continued, resumed, adapter = results.get(timeout=5)
     # The second step's loss depends on the first's update, so on the restored optimizer state.
     assert resumed == pytest.approx(continued, abs=1e-6) and continued[1] != continued[0]
