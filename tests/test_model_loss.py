@@ -213,3 +213,40 @@ def test_the_vllm_engine_gives_the_transformers_losses(ray_local, tiny, tiny_fol
                 assert got[key] is None, key
             else:
                 assert got[key] == pytest.approx(expected[key], abs=1e-4), key
+
+
+def test_logits_at_scored_positions_only_give_the_model_logits_losses(tiny):
+    """The output head applied apart, at scored positions only, gives the losses the model's
+    own logits give (its logits_to_keep window): the same numbers, without the window."""
+    assert tiny.apart is not None  # Qwen2's logits are its head on the base model's output
+    messages = [[{"role": r, "content": c} for r, c in row] for row in ROWS]
+    ids = [str(i) for i in range(len(ROWS))]
+    apart = tiny.score(messages, ids)
+    whole_actor = model_loss.ModelLossActor.__new__(model_loss.ModelLossActor)
+    whole_actor.__dict__.update(tiny.__dict__, apart=None)
+    for a, b in zip(apart, whole_actor.score(messages, ids), strict=True):
+        for key in ("loss_given_prompt", "loss_alone", "ifd"):
+            assert (a[key] is None) == (b[key] is None)
+            if a[key] is not None:
+                assert a[key] == pytest.approx(b[key], abs=1e-6)
+
+
+def test_a_model_that_caps_its_logits_keeps_its_own_forward():
+    """Gemma2 soft-caps the head's logits: the head applied apart would give other losses."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    config = Gemma2Config(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        final_logit_softcapping=0.5,
+    )
+    torch.manual_seed(0)
+    model = Gemma2ForCausalLM(config).eval()
+    assert model_loss.head_apart(model) is None
+    model.config.final_logit_softcapping = None
+    assert model_loss.head_apart(model) is not None

@@ -38,27 +38,53 @@ def scored_positions(span: spans.Span, max_length: int) -> Scored:
 
 
 def mean_nlls(
-    model, sequences: list[Scored], batch_size: int, max_batch_tokens: int, pad_id: int
+    model, sequences: list[Scored], batch_size: int, max_batch_tokens: int, pad_id: int, apart=None
 ) -> list[float | None]:
-    """Mean NLL over each sequence's scored positions, in length-sorted padded micro-batches."""
+    """Mean NLL over each sequence's scored positions, in length-sorted padded micro-batches.
+    `apart`: the model's (body, head) from `head_apart`, so logits are computed for the
+    scored positions only; None: the model's own logits, for the last columns."""
     results: list[float | None] = [None] * len(sequences)
     order = sorted((i for i, s in enumerate(sequences) if s.first < s.stop), key=lambda i: len(sequences[i].ids))
     keeps_positions = "logits_to_keep" in inspect.signature(model.forward).parameters
+    head = apart[1] if apart else None
     for chunk in micro_batches(order, [len(s.ids) for s in sequences], batch_size, max_batch_tokens):
         batch = [sequences[i] for i in chunk]
-        logits, first_columns = _logits(model, batch, pad_id, keeps_positions)
-        for index, loss in zip(chunk, _batch_means(logits, batch, first_columns), strict=True):
+        vectors, first_columns = _forward(model, batch, pad_id, keeps_positions, apart[0] if apart else None)
+        for index, loss in zip(chunk, _batch_means(vectors, batch, first_columns, head), strict=True):
             results[index] = loss
     return results
+
+
+def head_apart(model):
+    """(body, head) when the model's logits are its output head applied to its base model's
+    last hidden state, checked on a short input; else None (a model that scales or caps its
+    logits after the head keeps its own forward). Apart, a micro-batch's logits are computed
+    only at scored positions, a chunk at a time: the whole logits window (batch x columns x
+    vocabulary floats, 0.8 GB for 8 x 512 x 49k) is never held, and prompt and padding
+    positions cost no output head."""
+    import torch
+
+    head, body = model.get_output_embeddings(), model.base_model
+    if head is None or body is model:
+        return None
+    ids = torch.arange(1, 9, device=next(model.parameters()).device).unsqueeze(0)
+    with torch.inference_mode():
+        whole = model(input_ids=ids, use_cache=False).logits
+        hidden = body(input_ids=ids, use_cache=False).last_hidden_state
+        logits = head(hidden)
+    if logits.shape != whole.shape or not torch.allclose(logits.float(), whole.float(), rtol=1e-4, atol=1e-4):
+        return None
+    return body, head
 
 
 CE_POSITIONS = 512  # scored positions a cross-entropy call: bounds its copies of the logits
 
 
-def _batch_means(logits, batch: list[Scored], first_columns: list[int]) -> list[float]:
+def _batch_means(vectors, batch: list[Scored], first_columns: list[int], head=None) -> list[float]:
     """Each row's mean NLL over its scored positions, with one gather and one cross-entropy
-    for the whole micro-batch (a row's logits for its scored tokens are consecutive columns,
-    the first at `first_columns[row]`)."""
+    a chunk of positions for the whole micro-batch (a row's vectors for its scored tokens are
+    consecutive columns, the first at `first_columns[row]`). `vectors`: logits, or hidden
+    states that `head` turns into logits a chunk at a time."""
     import torch
     import torch.nn.functional as F
 
@@ -69,16 +95,18 @@ def _batch_means(logits, batch: list[Scored], first_columns: list[int]) -> list[
         columns += range(first, first + count)
         targets += s.ids[s.first : s.stop]
         counts.append(count)
-    device = logits.device
+    device = vectors.device
     row_index, column_index, target = (torch_tensor(x, device) for x in (rows, columns, targets))
     sums = torch.zeros(len(batch), dtype=torch.float64, device=device)
     # a chunk of positions at a time: the gathered logits and cross-entropy's log-softmax are
     # each positions x vocabulary floats (~0.8 GB for 4,096 positions of a 49k vocabulary)
-    for start in range(0, len(rows), CE_POSITIONS):
-        part = slice(start, start + CE_POSITIONS)
-        picked = logits[row_index[part], column_index[part]].float()
-        nll = F.cross_entropy(picked, target[part], reduction="none").double()
-        sums.index_add_(0, row_index[part], nll)
+    with torch.inference_mode():
+        for start in range(0, len(rows), CE_POSITIONS):
+            part = slice(start, start + CE_POSITIONS)
+            picked = vectors[row_index[part], column_index[part]]
+            logits = (picked if head is None else head(picked)).float()
+            nll = F.cross_entropy(logits, target[part], reduction="none").double()
+            sums.index_add_(0, row_index[part], nll)
     return (sums / torch.tensor(counts, dtype=torch.float64, device=device)).tolist()
 
 
@@ -98,13 +126,15 @@ def micro_batches(order: list[int], lengths: list[int], batch_size: int, max_bat
         start = end
 
 
-def _logits(model, batch: list[Scored], pad_id: int, keeps_positions: bool):
-    """Logits for a left-padded batch, and each row's column predicting its first scored token.
+def _forward(model, batch: list[Scored], pad_id: int, keeps_positions: bool, body=None):
+    """Logits (or, with `body`, the last hidden states) for a left-padded batch, and each
+    row's column predicting its first scored token.
 
     Left padding lines every sequence's end up, and a response sits at (or next to) the end
     of its sequence: models that take `logits_to_keep` then compute logits for only the last
     few columns (the output head is most of a small model's cost). Position ids are given,
-    so a padded row sees the same positions as it would alone.
+    so a padded row sees the same positions as it would alone. No KV cache: nothing is
+    generated after the pass.
     """
     import torch
 
@@ -118,17 +148,14 @@ def _logits(model, batch: list[Scored], pad_id: int, keeps_positions: bool):
         attention[row, pad:] = 1
         positions[row, pad:] = torch.arange(len(s.ids))
     # logits at t-1 predict token t: a row needs its columns from (first - 1) to the end
-    kept = max(len(s.ids) - s.first + 1 for s in batch) if keeps_positions else width
+    kept = max(len(s.ids) - s.first + 1 for s in batch) if keeps_positions and body is None else width
     device = next(model.parameters()).device
-    extra = {"logits_to_keep": kept} if keeps_positions else {}
+    extra = {"logits_to_keep": kept} if keeps_positions and body is None else {}
+    inputs = {"input_ids": input_ids, "attention_mask": attention, "position_ids": positions}
     with torch.inference_mode():
-        output = model(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            position_ids=positions.to(device),
-            **extra,
-        )
-    return output.logits, [kept - (len(s.ids) - s.first + 1) for s in batch]
+        output = (body or model)(**{k: v.to(device) for k, v in inputs.items()}, use_cache=False, **extra)
+    vectors = output.last_hidden_state if body is not None else output.logits
+    return vectors, [kept - (len(s.ids) - s.first + 1) for s in batch]
 
 
 def torch_tensor(values: list[int], device):
@@ -154,7 +181,7 @@ class ModelLossActor:
             self.model, self.vllm = None, VllmLosses(location, trust_remote_code, settings)
         else:
             self.tokenizer, self.model = loading.load_causal_lm(ref, settings["dtype"], device)
-            self.vllm = None
+            self.vllm, self.apart = None, head_apart(self.model)
         if not self.tokenizer.is_fast:
             raise ValueError(f"{location}: model_loss needs a fast tokenizer (offsets locate the response)")
         template = settings["template"]
@@ -202,7 +229,7 @@ class ModelLossActor:
         if self.vllm is not None:
             losses = self.vllm.mean_nlls(sequences)
         else:
-            losses = mean_nlls(self.model, sequences, s["batch_size"], s["max_batch_tokens"], self.pad_id)
+            losses = mean_nlls(self.model, sequences, s["batch_size"], s["max_batch_tokens"], self.pad_id, self.apart)
         for pair, index in enumerate(sampled):  # a row's two sequences are consecutive
             row = rows[index]
             row.update(loss_given_prompt=losses[2 * pair], loss_alone=losses[2 * pair + 1])
