@@ -109,3 +109,13 @@ def test_an_engine_goes_on_from_an_earlier_state_than_its_own(mode):
     for _ in range(3):
         engine.round(state, 40, 50, 15, 5)
     assert engine.run(earlier, 40, 50, 15, 5).selected == clean
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_every_row_starts_with_its_own_ratio(mode):
+    pool = pool_rows(120)
+    engine = zip_select.Zip(pool, mode=mode, workers=2)
+    try:
+        assert engine.begin().scores.tolist() == [cr([row]) for row in pool]
+    finally:
+        engine.close()

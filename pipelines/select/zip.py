@@ -91,7 +91,10 @@ class Zip:
         self.pool.shutdown()
 
     def begin(self) -> State:
-        return State(scores=np.array(self._ratios(self.base(self.level), range(len(self.rows))), dtype=np.float64))
+        """Every row's own ratio, CR([row]), in both modes: one `zlib.compress` a row (a
+        compressor copy and its flush cost more than the compression of a lone row)."""
+        ratios = self._map(lambda row: exact_ratio([row], self.level), range(len(self.rows)))
+        return State(scores=np.array(ratios, dtype=np.float64))
 
     def _selected(self, state: State):
         """The selection's set: the one kept from the last round, fed only the rows picked
@@ -105,11 +108,15 @@ class Zip:
         return self.kept
 
     def _ratios(self, base, candidates) -> list[float]:
-        """CR(base + [c]) for each candidate c, in the candidates' order, in chunks on the pool."""
+        """CR(base + [c]) for each candidate c, in the candidates' order."""
+        return self._map(base.ratio_with, candidates)
+
+    def _map(self, score: Callable[[bytes], float], candidates) -> list[float]:
+        """score(row) for each candidate's row, in the candidates' order, in chunks on the pool."""
         candidates = list(candidates)
         size = max(1, min(1024, len(candidates) // (4 * self.workers)))  # few tasks, yet even shares
         chunks = [candidates[i : i + size] for i in range(0, len(candidates), size)]
-        parts = self.pool.map(lambda chunk: [base.ratio_with(self.rows[c]) for c in chunk], chunks)
+        parts = self.pool.map(lambda chunk: [score(self.rows[c]) for c in chunk], chunks)
         return [ratio for part in parts for ratio in part]
 
     def round(self, state: State, budget: int, k1: int, k2: int, k3: int) -> None:
