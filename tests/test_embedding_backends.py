@@ -53,6 +53,18 @@ def test_torch_bfloat16_agrees_with_float32(model):
     assert np.allclose(np.linalg.norm(embedding.unit_rows(found), axis=1), 1.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("precision", ["bfloat16", "float32"])
+def test_a_rows_vector_does_not_depend_on_the_rows_beside_it(model, precision):
+    """A resumed run's calls hold other rows than a clean run's: its vectors must be the same."""
+    location = model[0]
+    encoder = embedding.TorchEncoder(location, "cpu", precision, 128)
+    texts = [f"{text} ({n})" for n in range(6) for text in TEXTS]
+    together = encoder.encode(texts, 8)
+    assert np.array_equal(encoder.encode(texts[5:], 3), together[5:])
+    assert np.array_equal(encoder.encode(texts[::-1], 8)[::-1], together)
+    assert np.array_equal(encoder.encode(texts[7:8], 1), together[7:8])
+
+
 def test_onnx_export_is_cached_in_the_run_folder_and_agrees(model, tmp_path):
     location, fingerprint, reference = model
     run_dir = str(tmp_path / "run")
