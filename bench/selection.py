@@ -212,7 +212,8 @@ PARTS = {
 
 def main(quick: bool = False, parts: tuple[str, ...] = tuple(PARTS)) -> None:
     """All parts by default; `python -m bench.selection zip` runs one (the full ZIP part takes
-    about 1 h 55 min on a 2-CPU machine: the exact mode's rounds grow with the selection)."""
+    about 1 h 55 min on a 2-CPU machine: the exact mode's rounds grow with the selection;
+    `zip_1m` about 11 min there when nothing else runs, 30 s of it building the rows)."""
     run_parts("selection", PARTS, parts, quick)
 
 
