@@ -236,16 +236,18 @@ class ParquetAppender:
     temporary name, which no reader lists, and the next attempt overwrites it.
     """
 
-    def __init__(self, location: str, schema: pa.Schema):
+    def __init__(self, location: str, schema: pa.Schema, **options):
+        """`options` go to pyarrow's ParquetWriter (e.g. bloom_filter_options)."""
         self.location, self.schema, self.writer, self.rows = location, schema, None, 0
+        self.options = options
 
-    def write(self, table: pa.Table) -> None:
+    def write(self, table: pa.Table, row_group_size: int | None = None) -> None:
         if self.writer is None:
             self.fs, self.path = resolve(self.location)
             self.fs.create_dir(posixpath.dirname(self.path), recursive=True)
             self.stream = self.fs.open_output_stream(f"{self.path}.tmp")
-            self.writer = pq.ParquetWriter(self.stream, self.schema, compression="zstd")
-        self.writer.write_table(table)
+            self.writer = pq.ParquetWriter(self.stream, self.schema, compression="zstd", **self.options)
+        self.writer.write_table(table, row_group_size=row_group_size)
         self.rows += table.num_rows
 
     def close(self) -> None:
