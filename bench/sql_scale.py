@@ -8,7 +8,8 @@ embedding 384-d, clusters), generated with the pool's ids because scoring them h
 hours; then `winnow select` with four 10,000-row selections. Each named query that reads the
 pool-sized tables is timed in-process on a fresh `views.connect` (its time stated apart), best
 of three runs; the queries over evaluation tables read a few thousand rows at any pool size and
-are left out.
+are left out. `python -m bench.sql_scale [--quick] --folder DIR` builds in DIR and keeps it;
+run again on a built DIR, it only times the queries again.
 """
 
 from __future__ import annotations
@@ -138,23 +139,35 @@ def scale(folder: Path, rows: int) -> dict:
     }
 
 
-def main(quick: bool = False) -> None:
+def main(quick: bool = False, folder: str | None = None) -> None:
+    """Build the run folder in a temporary folder, or in `folder`, kept; a `folder` that holds
+    a finished build already is only timed again (`python -m bench.sql_scale --folder DIR`)."""
     rows = 100_000 if quick else 1_000_000
     print(f"sql_scale benchmark on {machine()}")
-    with tempfile.TemporaryDirectory(prefix="winnow-bench-") as tmp:
-        result = scale(Path(tmp), rows)
+    if folder and (Path(folder) / "run" / "selections").is_dir():
+        result = {"queries": time_queries(Path(folder) / "run")}
+    elif folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        result = scale(Path(folder), rows)
+    else:
+        with tempfile.TemporaryDirectory(prefix="winnow-bench-") as tmp:
+            result = scale(Path(tmp), rows)
     queries = result["queries"]
-    print(
-        f"  {result['pool_rows']:,} rows: ingest {result['ingest_seconds']:.0f} s; score compression + near_dup + "
-        f"contamination {result['score_seconds']:.0f} s (largest process {gib(result['score_peak_process_rss'])}); "
-        f"select 4 x {BUDGET:,} rows {result['select_seconds']:.0f} s; views.connect {queries['connect_seconds']:.2f} s"
-    )
+    if "pool_rows" in result:
+        print(
+            f"  {result['pool_rows']:,} rows: ingest {result['ingest_seconds']:.0f} s; score compression + near_dup + "
+            f"contamination {result['score_seconds']:.0f} s (largest process {gib(result['score_peak_process_rss'])}); "
+            f"select 4 x {BUDGET:,} rows {result['select_seconds']:.0f} s"
+        )
+    print(f"  views.connect {queries['connect_seconds']:.2f} s")
     slowest = max(QUERIES, key=lambda name: queries[name]["seconds"])
     for name in QUERIES:
         print(f"    {name:<26} {queries[name]['seconds']:6.2f} s  ({queries[name]['rows']:,} rows)")
     print(f"  slowest: {slowest} {queries[slowest]['seconds']:.2f} s (target: under 1 s each)")
-    print(f"  results: {save('sql_scale', result)}")
+    print(f"  results: {save('sql_scale' if 'pool_rows' in result else 'sql_scale-queries', result)}")
 
 
 if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+    arguments = sys.argv[1:]
+    kept = arguments[arguments.index("--folder") + 1] if "--folder" in arguments else None
+    main(quick="--quick" in arguments, folder=kept)
