@@ -3,12 +3,13 @@
 `python -m bench embedding [--quick]`: 2,000 GSM8K training rows of 400-650 bytes (question,
 newline, worked answer; ~510 bytes mean; `--quick`: 64), embedded with all-MiniLM-L6-v2 by
 each candidate the scorer offers (torch float32 = the baseline, torch bfloat16, ONNX float32,
-ONNX int8), plus OpenVINO float32/bfloat16 on the same ONNX export where `openvino` imports
-(not a dependency). Each candidate is warmed up, then the rows go through all candidates in
-chunks, round robin, so a load change on a shared box hits every candidate alike. Prints
-rows/s, the ratio to float32, the per-row cosine to float32 (min, 1st percentile), the
-overlap of k-center picks (100 of the rows; the selector's own exact greedy) with float32's,
-and the hours 1M such rows would take at that rate.
+ONNX int8), ONNX int8 with the feed-forward output projections kept float32, plus OpenVINO
+float32/bfloat16 on the same ONNX export where `openvino` imports (not a dependency). Each
+candidate is warmed up, then the rows go through all candidates in chunks, round robin, so
+a load change on a shared box hits every candidate alike. Prints rows/s, the ratio to
+float32, the per-row cosine to float32 (min, 1st percentile), the overlap of k-center picks
+(100 of the rows; the selector's own exact greedy) with float32's, and the hours 1M such
+rows would take at that rate.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def candidates(location: str, run_dir: str) -> dict:
     for precision in embedding_onnx.PRECISIONS:
         model = embedding_onnx.ensure_exported(location, fingerprint, precision, run_dir)
         found[f"onnx {precision}"] = embedding_onnx.OnnxEncoder(location, model, THREADS, "cpu", None)
+    found["onnx int8 ffn-out fp32"] = _int8_ffn_out_float32(
+        location, embedding_onnx.cache_location(run_dir, fingerprint, "float32")
+    )
     try:
         import openvino
     except ImportError:
@@ -59,6 +63,14 @@ def candidates(location: str, run_dir: str) -> dict:
         encoder.session = _OpenVino(openvino, exported, precision)  # the same tokenising and pooling
         found[f"openvino {precision}"] = encoder
     return found
+
+
+def _int8_ffn_out_float32(location: str, exported: str):
+    """ONNX int8 with the feed-forward output projections kept float32 (a candidate, not a
+    precision the scorer offers yet): the float32 export quantised beside it."""
+    target = exported.removesuffix(".onnx") + "-int8-ffn-out-fp32.onnx"
+    embedding_onnx.quantise(exported, target, embedding_onnx.ffn_output_matmuls(exported))
+    return embedding_onnx.OnnxEncoder(location, target, THREADS, "cpu", None)
 
 
 class _OpenVino:
