@@ -16,14 +16,15 @@ import psutil
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-class TreeMemory:
-    """Samples the summed PSS (shared pages split fairly) of a process and its descendants."""
+class Sampler:
+    """A thread that calls `sample()` every `every` seconds between `with` entry and exit
+    (`sample` returns False to stop early)."""
 
-    def __init__(self, pid: int, every_seconds: float = 0.2):
-        self.root, self.every = psutil.Process(pid), every_seconds
-        self.peak_pss = self.peak_root_rss = self.peak_process_rss = 0
+    every = 0.2
+
+    def __init__(self):
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self):
         self._thread.start()
@@ -33,23 +34,38 @@ class TreeMemory:
         self._stop.set()
         self._thread.join()
 
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            try:
-                processes = [self.root, *self.root.children(recursive=True)]
-                self.peak_root_rss = max(self.peak_root_rss, self.root.memory_info().rss)
-            except psutil.NoSuchProcess:
-                return
-            total = 0
-            for process in processes:
-                try:
-                    memory = process.memory_full_info()
-                    total += memory.pss
-                    self.peak_process_rss = max(self.peak_process_rss, memory.rss)
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-            self.peak_pss = max(self.peak_pss, total)
+    def _loop(self) -> None:
+        while not self._stop.is_set() and self.sample() is not False:
             time.sleep(self.every)
+
+    def sample(self) -> bool | None:
+        raise NotImplementedError
+
+
+class TreeMemory(Sampler):
+    """Samples the summed PSS (shared pages split fairly) of a process and its descendants."""
+
+    def __init__(self, pid: int, every_seconds: float = 0.2):
+        super().__init__()
+        self.root, self.every = psutil.Process(pid), every_seconds
+        self.peak_pss = self.peak_root_rss = self.peak_process_rss = 0
+
+    def sample(self) -> bool | None:
+        try:
+            processes = [self.root, *self.root.children(recursive=True)]
+            self.peak_root_rss = max(self.peak_root_rss, self.root.memory_info().rss)
+        except psutil.NoSuchProcess:
+            return False
+        total = 0
+        for process in processes:
+            try:
+                memory = process.memory_full_info()
+                total += memory.pss
+                self.peak_process_rss = max(self.peak_process_rss, memory.rss)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        self.peak_pss = max(self.peak_pss, total)
+        return None
 
 
 def run_measured(command: list[str], env: dict | None = None) -> tuple[float, TreeMemory]:

@@ -30,14 +30,13 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import psutil
 import pyarrow.parquet as pq
 
-from bench.common import gib, machine, run_winnow, write_config
+from bench.common import Sampler, gib, machine, run_winnow, write_config
 from bench.common import save as save_results
 from pipelines.score import render
 
@@ -101,38 +100,27 @@ def side_class():
     return type("MeasuredModelLossActor", (Measured, ModelLossActor), {})
 
 
-class ActorMemory:
+class ActorMemory(Sampler):
     """Peaks of some processes (Ray actors'), sampled every `every_seconds`: RSS (also the
     kernel's VmHWM, so a peak between samples counts), USS and PSS."""
 
     def __init__(self, every_seconds: float = 0.2):
+        super().__init__()
         self.every, self.pids = every_seconds, {}
         self.peaks: dict[str, dict] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def watch(self, name: str, pid: int) -> None:
         self.peaks[name] = {"rss": 0, "uss": 0, "pss": 0}
         self.pids[name] = pid
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            for name, pid in list(self.pids.items()):
-                try:
-                    memory, peak = psutil.Process(pid).memory_full_info(), self.peaks[name]
-                    peak["rss"] = max(peak["rss"], memory.rss, _vm_hwm(pid))
-                    peak["uss"], peak["pss"] = max(peak["uss"], memory.uss), max(peak["pss"], memory.pss)
-                except (psutil.Error, OSError):
-                    continue
-            time.sleep(self.every)
+    def sample(self) -> None:
+        for name, pid in list(self.pids.items()):
+            try:
+                memory, peak = psutil.Process(pid).memory_full_info(), self.peaks[name]
+                peak["rss"] = max(peak["rss"], memory.rss, _vm_hwm(pid))
+                peak["uss"], peak["pss"] = max(peak["uss"], memory.uss), max(peak["pss"], memory.pss)
+            except (psutil.Error, OSError):
+                continue
 
 
 def _vm_hwm(pid: int) -> int:
