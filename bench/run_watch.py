@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -90,7 +91,7 @@ def table(out: Path, run_dir: Path) -> list[dict]:
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines() if line]
     rows = []
     for m in manifests(run_dir):
-        end = time.mktime(time.strptime(m["finished_at"], "%Y-%m-%dT%H:%M:%S%z"))
+        end = datetime.strptime(m["finished_at"], "%Y-%m-%dT%H:%M:%S%z").timestamp()  # with its offset
         start = end - m["wall_seconds"]
         during = [s for s in samples if start <= s["t"] <= end]
         rows.append(
